@@ -1,0 +1,74 @@
+"""The command line: `python -m diffuse_kit generate|models`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from PIL import Image
+
+from diffuse_kit.errors import DiffuseKitError
+from diffuse_kit.generation import generate
+from diffuse_kit.models import EMBEDDED_IMAGE_MODELS, cached_hub_models, load
+from diffuse_kit.progress import ProgressEvent
+from diffuse_kit.samplers import SAMPLERS
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m diffuse_kit", description="Run image models locally.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="generate images and print the path of each PNG written")
+    gen.add_argument("prompt")
+    gen.add_argument("--negative", default="", help="negative prompt")
+    gen.add_argument("--model", default="demo", help="demo, a diffusers folder, a .safetensors file or a hub id")
+    gen.add_argument("--steps", type=int, default=20)
+    gen.add_argument("--seed", type=int, default=None, help="default: random (it is printed in the PNG)")
+    gen.add_argument("--sampler", default=None, help=f"one of: {', '.join(SAMPLERS)}")
+    gen.add_argument("--cfg", type=float, default=7.0, help="guidance scale")
+    gen.add_argument("--width", type=int, default=None, help="default: the model's native size")
+    gen.add_argument("--height", type=int, default=None)
+    gen.add_argument("--batch", type=int, default=1)
+    gen.add_argument("--init-image", default=None, help="an image file: image-to-image")
+    gen.add_argument("--strength", type=float, default=None, help="img2img denoising strength (default 0.75)")
+    gen.add_argument("--config", default=None, help="for a .safetensors file: a diffusers folder of its architecture")
+    gen.add_argument("--out", default="output", help="folder for the PNGs (default: output/)")
+    commands.add_parser("models", help="list the embedded models and what the Hugging Face cache holds")
+    return parser
+
+
+def _show_progress(event: ProgressEvent) -> None:
+    end = "\n" if event.step == event.total else ""
+    print(f"\rstep {event.step}/{event.total}  {event.elapsed:.1f}s, {event.eta:.1f}s left", end=end, file=sys.stderr)
+
+
+def _generate(args: argparse.Namespace) -> int:
+    init_image = Image.open(args.init_image) if args.init_image else None
+    if args.config:
+        load(args.model, config=args.config)  # cached: generate() below reuses it
+    result = generate(
+        args.prompt, model=args.model, negative_prompt=args.negative, steps=args.steps, seed=args.seed,
+        sampler=args.sampler, guidance_scale=args.cfg, width=args.width, height=args.height,
+        batch_size=args.batch, init_image=init_image, strength=args.strength,
+        on_progress=_show_progress if sys.stderr.isatty() else None,
+    )  # fmt: skip
+    for path in result.save(args.out):
+        print(path)
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    for name, path in EMBEDDED_IMAGE_MODELS.items():
+        print(f"{name}\tembedded image model\t{path}")
+    for model in cached_hub_models():
+        print(f"{model.id}\t{model.kind} (Hugging Face cache)\t{model.size_gb:.2f} GB")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"generate": _generate, "models": _models}[args.command](args)
+    except (DiffuseKitError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,93 @@
+"""Tiny random pipelines built offline from small configs, as diffusers' own tests do.
+
+    folder = tiny_pipeline_folder(tmp_path / "tiny", kind="sd")   # a diffusers folder
+    diffuse_kit.generate("a cat", model=str(folder))
+
+Their images are noise, but every code path (loading by path, schedulers, callbacks,
+img2img, saving) runs through real diffusers classes in well under a second.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from diffusers import (
+    AutoencoderKL,
+    EulerDiscreteScheduler,
+    StableDiffusionPipeline,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from diffuse_kit.demo.tokenizer import build_clip_tokenizer
+
+_WORDS = ("a", "cat", "dog", "red", "blue", "photo", "of")
+
+
+def _text_config(vocab_size: int, hidden: int, projection: int | None = None) -> CLIPTextConfig:
+    return CLIPTextConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=37, num_attention_heads=4,
+        num_hidden_layers=2, max_position_embeddings=77, projection_dim=projection or hidden,
+        bos_token_id=vocab_size - 2, eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1,
+    )  # fmt: skip
+
+
+def _vae() -> AutoencoderKL:
+    return AutoencoderKL(
+        block_out_channels=(8, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        latent_channels=4,
+        norm_num_groups=4,
+        sample_size=64,
+    )
+
+
+def _scheduler() -> EulerDiscreteScheduler:
+    return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
+
+
+def _sd(folder: Path) -> StableDiffusionPipeline:
+    tokenizer = build_clip_tokenizer(_WORDS, folder / "_tokenizer")
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=2, norm_num_groups=4,
+    )  # fmt: skip
+    return StableDiffusionPipeline(
+        vae=_vae(), text_encoder=CLIPTextModel(_text_config(len(tokenizer), 32)), tokenizer=tokenizer,
+        unet=unet, scheduler=_scheduler(), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )  # fmt: skip
+
+
+def _sdxl(folder: Path) -> StableDiffusionXLPipeline:
+    tokenizer = build_clip_tokenizer(_WORDS, folder / "_tokenizer")
+    unet = UNet2DConditionModel(
+        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
+        projection_class_embeddings_input_dim=80,  # 6 size/crop ids x 8 + the pooled 32
+        cross_attention_dim=64, norm_num_groups=4,
+    )  # fmt: skip
+    return StableDiffusionXLPipeline(
+        vae=_vae(), unet=unet, scheduler=_scheduler(), tokenizer=tokenizer, tokenizer_2=tokenizer,
+        text_encoder=CLIPTextModel(_text_config(len(tokenizer), 32)),
+        text_encoder_2=CLIPTextModelWithProjection(_text_config(len(tokenizer), 32, projection=32)),
+    )  # fmt: skip
+
+
+def tiny_pipeline_folder(folder: Path, kind: Literal["sd", "sdxl"] = "sd", seed: int = 0) -> Path:
+    """Build a tiny random SD 1.x- or SDXL-architecture pipeline and `save_pretrained` it."""
+    torch.manual_seed(seed)
+    pipe = {"sd": _sd, "sdxl": _sdxl}[kind](folder)
+    pipe.save_pretrained(folder)
+    return folder
