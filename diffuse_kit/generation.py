@@ -58,13 +58,14 @@ class Result:
         folder = Path(directory)
         folder.mkdir(parents=True, exist_ok=True)
         rows = zip(self.images, self.infotext, self.seeds, strict=True)
-        return [_save_png(image, text, seed, folder) for image, text, seed in rows]
+        return [save_png(image, text, folder, str(seed)) for image, text, seed in rows]
 
 
 _NUMBERED = re.compile(r"^(\d{5,})-")
 
 
-def _save_png(image: Image.Image, text: str, seed: int, folder: Path) -> Path:
+def save_png(image: Image.Image, text: str, folder: Path, suffix: str) -> Path:
+    """Write `folder/NNNNN-{suffix}.png` with the next free number, atomically (see Result.save)."""
     fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
     try:
         with os.fdopen(fd, "wb") as stream:
@@ -73,7 +74,7 @@ def _save_png(image: Image.Image, text: str, seed: int, folder: Path) -> Path:
             os.fsync(stream.fileno())
         number = 1 + max((int(m[1]) for p in folder.iterdir() if (m := _NUMBERED.match(p.name))), default=0)
         while True:
-            path = folder / f"{number:05d}-{seed}.png"
+            path = folder / f"{number:05d}-{suffix}.png"
             try:
                 os.link(temporary, path)  # fails rather than overwrite a file saved meanwhile
                 return path

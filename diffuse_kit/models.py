@@ -303,6 +303,12 @@ def cached_hub_models() -> list[CachedModel]:
     ]
 
 
+def known_image_models(extra: list[str] = ()) -> list[str]:
+    """Image model ids a picker can offer: the embedded ones, cached hub pipelines, `extra`."""
+    ids = [*EMBEDDED_IMAGE_MODELS, *(m.id for m in cached_hub_models() if m.kind == "image pipeline"), *extra]
+    return list(dict.fromkeys(ids))
+
+
 def _cached_kind(repo) -> str:
     files = {f.file_name for revision in repo.revisions for f in revision.files}
     return "image pipeline" if "model_index.json" in files else "text or other model"

@@ -98,11 +98,12 @@ def vae_accuracy(vae: AutoencoderKL, rng: np.random.Generator) -> float:
     """Share of reconstructed pixels that land on the right palette colour."""
     pixels, _ = draw_batch(rng, 64)
     reconstruction = vae.decode(vae.encode(pixels).latent_dist.mean).sample
-    as_labels = [
-        world.classify_pixels(Image.fromarray(((x.permute(1, 2, 0) + 1) * 127.5).clamp(0, 255).byte().numpy()))
-        for x in (pixels, reconstruction)
-    ]
-    return float((as_labels[0] == as_labels[1]).mean())
+
+    def labels(batch: torch.Tensor) -> np.ndarray:
+        rgb = ((batch.permute(0, 2, 3, 1) + 1) * 127.5).clamp(0, 255).byte().numpy()
+        return np.stack([world.classify_pixels(Image.fromarray(image)) for image in rgb])
+
+    return float((labels(pixels) == labels(reconstruction)).mean())
 
 
 @torch.no_grad()
@@ -213,7 +214,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("diffuse_kit/demo/image"))
     parser.add_argument("--work", type=Path, default=Path("build/train_demo"))
-    parser.add_argument("--vae-steps", type=int, default=1500)
+    parser.add_argument("--vae-steps", type=int, default=1000)
     parser.add_argument("--unet-steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dataset", type=int, default=30000)
@@ -224,6 +225,7 @@ def main() -> None:
     rng = np.random.default_rng(SEED)
     tokenizer = build_tokenizer(args.work / "tokenizer")
     vae = train_vae(rng, args.vae_steps, batch=16)
+    vae.save_pretrained(args.work / "vae")
     latents, scenes = encode_dataset(vae, rng, args.dataset)
     print(f"latents {tuple(latents.shape)} scaling_factor {vae.config.scaling_factor:.4f}", flush=True)
     ids = prompt_ids(tokenizer, scenes)

@@ -1,0 +1,81 @@
+"""The embedded demo model draws what its prompt asks for, measured on its pixels."""
+
+from collections import Counter
+
+import pytest
+
+import diffuse_kit
+from diffuse_kit.demo import world
+
+COLOURS = list(world.PALETTE)
+SCENES = [
+    world.Scene(COLOURS[i % 8], world.SHAPES[i % 3], COLOURS[(3 * i + 1 + i // 8) % 8])
+    for i in range(12)
+    if COLOURS[i % 8] != COLOURS[(3 * i + 1 + i // 8) % 8]
+]
+SEEDS = (1, 2, 3)
+
+
+@pytest.fixture(scope="module")
+def measured() -> list[tuple[world.Scene, world.Measured]]:
+    rows = []
+    for scene in SCENES:
+        result = diffuse_kit.generate(scene.prompt, seed=SEEDS[0], batch_size=len(SEEDS))
+        assert result.images[0].size == (world.NATIVE_SIZE, world.NATIVE_SIZE)
+        rows += [(scene, world.measure(image)) for image in result.images]
+    return rows
+
+
+def share(rows, right) -> float:
+    return sum(right(scene, m) for scene, m in rows) / len(rows)
+
+
+def test_scenes_cover_the_world():
+    assert {s.colour for s in SCENES} == set(COLOURS) and {s.shape for s in SCENES} == set(world.SHAPES)
+    assert len(SCENES) * len(SEEDS) >= 30
+
+
+@pytest.mark.slow
+def test_background_colour_follows_the_prompt(measured):
+    assert share(measured, lambda s, m: m.background == s.background) >= 0.85
+
+
+@pytest.mark.slow
+def test_shape_colour_follows_the_prompt(measured):
+    assert share(measured, lambda s, m: m.colour == s.colour) >= 0.85
+
+
+@pytest.mark.slow
+def test_shape_follows_the_prompt(measured):
+    wrong = Counter((s.shape, m.shape) for s, m in measured if m.shape != s.shape)
+    assert share(measured, lambda s, m: m.shape == s.shape) >= 0.70, wrong
+
+
+@pytest.mark.slow
+def test_size_word_changes_the_size(measured):
+    small = diffuse_kit.generate("a small red square on a white background", seed=1, batch_size=4)
+    large = diffuse_kit.generate("a large red square on a white background", seed=1, batch_size=4)
+
+    def area(image):
+        return (world.classify_pixels(image) == COLOURS.index("red")).mean()
+
+    assert max(area(i) for i in small.images) < min(area(i) for i in large.images)
+
+
+def test_world_measures_its_own_drawings():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        scene = world.random_scene(rng)
+        measured = world.measure(world.draw(scene, rng))
+        assert (measured.background, measured.colour, measured.shape) == (scene.background, scene.colour, scene.shape)
+
+
+def test_prompt_grammar():
+    assert world.parse_prompt("a small red circle on a white background") == world.Scene(
+        "red", "circle", "white", "small"
+    )
+    assert world.parse_prompt("A Blue square on a black background.") == world.Scene("blue", "square", "black")
+    assert world.parse_prompt("a red circle on a red background") is None  # invisible
+    assert world.parse_prompt("a red hexagon on a white background") is None
