@@ -1,4 +1,5 @@
 import os
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub is imported: no test may download
 
@@ -23,3 +24,19 @@ def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "python-service" / "src"))
+
+
+@pytest.fixture
+def app(tiny_sd):
+    """The service over the tiny test model (flaskr-style fixtures)."""
+    from service import create_app
+
+    return create_app({"MODEL": tiny_sd, "QUEUE_SIZE": 4, "PREVIEW_EVERY": 2})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

@@ -1,0 +1,127 @@
+"""The native API: /api/health, models, samplers, images (NDJSON progress), jobs, openapi.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Blueprint, Response, request
+from jobs import Job
+from openapi import openapi_document
+from schemas import NativeImageBody, decode_image
+from serving import ServiceError, current, error_json, job_events, progress_json, result_json
+
+import diffuse_kit
+from diffuse_kit.samplers import SAMPLERS
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if body is None and request.get_data():
+        raise ServiceError(400, "the body is not valid JSON (or not sent as application/json)", param="body")
+    if not isinstance(body, dict):
+        raise ServiceError(400, "the body must be a JSON object", param="body")
+    return body
+
+
+def image_request(body: NativeImageBody) -> diffuse_kit.ImageRequest:
+    fields = body.model_dump(exclude={"stream", "init_image"})
+    if body.init_image is not None:
+        fields["init_image"] = decode_image(body.init_image, "init_image")
+    return current().request(**fields)
+
+
+@bp.get("/health")
+def health():
+    service = current()
+    return {"status": "ok", "version": "0.1.0", "queue": service.jobs.depth,
+            "running": service.jobs.running is not None}  # fmt: skip
+
+
+@bp.get("/models")
+def models():
+    service = current()
+    loaded = {m.id for m in diffuse_kit.models.CACHE.loaded()}
+    return {
+        "default": service.default_model,
+        "data": [{"id": m, "kind": "image", "loaded": m in loaded} for m in service.allowed_models()],
+    }
+
+
+@bp.get("/samplers")
+def samplers():
+    return {"data": [{"name": s.name, "aliases": list(s.aliases)} for s in SAMPLERS.values()]}
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return openapi_document()
+
+
+def ndjson(lines: Iterator[dict[str, Any]], job: Job) -> Response:
+    def stream() -> Iterator[str]:
+        try:
+            for line in lines:
+                yield json.dumps(line) + "\n"
+        finally:
+            # The client went away (or the job ended): a disconnect cancels the job.
+            if not job.finished:
+                current_jobs.cancel(job)
+
+    current_jobs = current().jobs
+    return Response(stream(), mimetype="application/x-ndjson", headers={"X-Accel-Buffering": "no"})
+
+
+@bp.post("/images")
+def images():
+    body = validated(NativeImageBody, json_body())
+    job = current().jobs.submit(image_request(body))
+    if body.stream:
+        return ndjson(job_events(job), job)
+    job.wait()
+    lines = list(job_events(job))
+    if lines[-1]["type"] == "error":
+        status, error = error_json(job.error)
+        return error, status
+    return lines[-1]
+
+
+@bp.post("/jobs")
+def submit_job():
+    body = validated(NativeImageBody, json_body())
+    service = current()
+    job = service.jobs.submit(image_request(body))
+    return {"id": job.id, "state": job.state, "position": service.jobs.position(job)}, 202
+
+
+def find_job(job_id: str) -> Job:
+    job = current().jobs.get(job_id)
+    if job is None:
+        raise ServiceError(404, f"no job {job_id!r}", "not_found_error", "id")
+    return job
+
+
+@bp.get("/jobs/<job_id>")
+def job_status(job_id: str):
+    job = find_job(job_id)
+    answer: dict[str, Any] = {"id": job.id, "state": job.state, "position": current().jobs.position(job)}
+    answer["progress"] = {k: v for k, v in progress_json(job.progress).items() if k != "type"} if job.progress else None
+    if job.state == "done":
+        answer["result"] = result_json(job.result)
+    if job.state == "failed":
+        answer["error"] = error_json(job.error)[1]["error"]
+    return answer
+
+
+@bp.delete("/jobs/<job_id>")
+def cancel_job(job_id: str):
+    job = find_job(job_id)
+    current().jobs.cancel(job)
+    return {"id": job.id, "state": job.state if job.finished else "cancelling"}
+
+
+def validated(model, body: dict[str, Any]):
+    return diffuse_kit.requests.validate(model, body)

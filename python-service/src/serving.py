@@ -1,0 +1,113 @@
+"""What every route shares: the job queue, the model policy, and running a request to its end."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+from jobs import Job, JobQueue
+from schemas import data_uri
+
+from diffuse_kit import DiffuseKitError, ImageRequest, ModelNotFoundError, ProgressEvent, Result
+from diffuse_kit.models import EMBEDDED_IMAGE_MODELS, cached_hub_models
+from diffuse_kit.requests import validate
+
+log = logging.getLogger("diffuse_kit.service")
+
+
+class ServiceError(Exception):
+    """An HTTP error with a JSON body: {"error": {"message", "type", "param"}}."""
+
+    def __init__(self, status: int, message: str, type_: str = "invalid_request_error", param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.type, self.param = status, message, type_, param
+
+
+@dataclass
+class Service:
+    jobs: JobQueue
+    default_model: str = "demo"
+    extra_models: list[str] = field(default_factory=list)
+    allow_any_model: bool = False
+
+    def allowed_models(self) -> list[str]:
+        """Model ids requests may name: the embedded ones, the server's own, cached hub pipelines."""
+        cached = [m.id for m in cached_hub_models() if m.kind == "image pipeline"]
+        return list(dict.fromkeys([self.default_model, *EMBEDDED_IMAGE_MODELS, *self.extra_models, *cached]))
+
+    def check_model(self, model: str | None) -> str:
+        model = model or self.default_model
+        if not self.allow_any_model and model not in self.allowed_models():
+            # Never open a path or hub id that a client made up: only what the operator allowed.
+            raise ModelNotFoundError(
+                f"model: {model!r} is not served here; available: {', '.join(self.allowed_models())}"
+            )
+        return model
+
+    def request(self, **fields: Any) -> ImageRequest:
+        fields["model"] = self.check_model(fields.get("model"))
+        return validate(ImageRequest, fields)
+
+    def run(self, request: ImageRequest) -> Result | None:
+        """Queue `request`, wait for its end: its Result (None or .cancelled when interrupted)."""
+        job = self.jobs.submit(request)
+        job.wait()
+        return finished(job)
+
+
+def finished(job: Job) -> Result | None:
+    if job.state == "failed":
+        raise job.error  # type: ignore[misc]
+    return job.result
+
+
+def current() -> Service:
+    return current_app.extensions["diffuse_kit"]
+
+
+def progress_json(event: ProgressEvent) -> dict[str, Any]:
+    return {
+        "type": "progress",
+        "step": event.step,
+        "total": event.total,
+        "elapsed": round(event.elapsed, 3),
+        "eta": round(event.eta, 3),
+        "preview": data_uri(event.preview) if event.preview is not None else None,
+    }
+
+
+def result_json(result: Result | None) -> dict[str, Any]:
+    if result is None or result.cancelled:
+        return {"type": "cancelled", "images": [], "seeds": [], "infotext": []}
+    return {
+        "type": "result",
+        "images": [data_uri(image, text) for image, text in zip(result.images, result.infotext, strict=True)],
+        "seeds": result.seeds,
+        "infotext": result.infotext,
+        "device": result.device,
+        "dtype": result.dtype,
+        "timings": {k: round(v, 4) for k, v in result.timings.items()},
+    }
+
+
+def error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
+    if isinstance(exc, ServiceError):
+        return exc.status, {"error": {"message": exc.message, "type": exc.type, "param": exc.param}}
+    if isinstance(exc, DiffuseKitError):
+        status = 404 if isinstance(exc, ModelNotFoundError) else 400
+        return status, {"error": {"message": exc.message, "type": exc.type, "param": exc.param}}
+    log.error("internal error", exc_info=exc)
+    return 500, {"error": {"message": "internal error", "type": "server_error", "param": None}}
+
+
+def job_events(job: Job) -> Iterator[dict[str, Any]]:
+    """A job's progress lines, then its result (or error) line."""
+    for event in job.events():
+        yield progress_json(event)
+    if job.state == "failed":
+        yield {"type": "error", **error_json(job.error)[1]}
+    else:
+        yield result_json(job.result)
