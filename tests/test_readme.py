@@ -33,8 +33,10 @@ def test_python_blocks_run(readme, tmp_path, monkeypatch):
 
 def test_every_command_is_known(readme):
     programs = {tuple(c[:2]) if c[0] == "make" else tuple(c[:3]) for c in commands(readme)}
+    # make demo/test run in CI; jupyter lab in test_notebook_browser; the service in test_service_live.
     assert programs == {
         ("make", "demo"), ("make", "test"), ("python", "-m", "diffuse_kit"), ("python", "tools/train_demo.py"),
+        ("venv/bin/jupyter", "lab", "notebooks/"), ("python3", "python-service/src/service.py", "--host"),
     }  # fmt: skip
 
 
@@ -54,8 +56,8 @@ def test_cli_commands_run(readme, repo_root, tmp_path):
 def test_training_script_runs_end_to_end(repo_root, tmp_path):
     """`python tools/train_demo.py` in miniature: every stage, a loadable pipeline at the end."""
     out = tmp_path / "demo"
-    argv = [sys.executable, "tools/train_demo.py", "--vae-steps", "2", "--unet-steps", "2", "--dataset", "250",
-            "--batch", "4", "--checkpoint-every", "1000", "--out", str(out), "--work", str(tmp_path / "work")]  # fmt: skip
+    tiny_run = "--vae-steps 2 --unet-steps 2 --dataset 250 --batch 4 --checkpoint-every 1000"
+    argv = [sys.executable, "tools/train_demo.py", *tiny_run.split(), "--out", str(out), "--work", str(tmp_path / "w")]
     done = subprocess.run(
         argv, cwd=repo_root, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(repo_root)}
     )

@@ -34,6 +34,7 @@ from diffuse_kit.demo import world
 from diffuse_kit.demo.tokenizer import build_clip_tokenizer
 
 SEED = 1234
+OFFSET_NOISE = 0.1
 SCHEDULE = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
 
@@ -66,6 +67,7 @@ def make_vae() -> AutoencoderKL:
 
 
 def train_vae(rng: np.random.Generator, steps: int, batch: int) -> AutoencoderKL:
+    torch.manual_seed(SEED)
     vae = make_vae()
     # Start near-deterministic: with the default posterior std of 1 the noise drowns the
     # untrained latents and the decoder settles on the mean colour for hundreds of steps.
@@ -172,6 +174,7 @@ def train_denoiser(
     latents: torch.Tensor, ids: torch.Tensor, tokenizer: CLIPTokenizer, args: argparse.Namespace, save
 ) -> tuple[UNet2DConditionModel, CLIPTextModel]:
     generator = torch.Generator().manual_seed(SEED)
+    torch.manual_seed(SEED + 1)  # the initial weights, whether or not the VAE was trained in this run
     unet, text_encoder = make_unet(), make_text_encoder(tokenizer)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
     params = [*unet.parameters(), *text_encoder.parameters()]
@@ -188,7 +191,11 @@ def train_denoiser(
         # 45% with the size word, 45% without, 10% empty (for classifier-free guidance).
         variant = torch.bucketize(torch.rand(args.batch, generator=generator), torch.tensor([0.45, 0.9]))
         x0 = latents[index]
-        noise = torch.randn(x0.shape, generator=generator)
+        # Offset noise: with i.i.d. noise alone, SD's schedule leaves an image's mean colour
+        # nearly untouched even at t=999, so the model never learns to set the background
+        # colour from the prompt (the known "SD cannot do solid backgrounds" failure).
+        offset = OFFSET_NOISE * torch.randn(x0.shape[0], x0.shape[1], 1, 1, generator=generator)
+        noise = torch.randn(x0.shape, generator=generator) + offset
         t = torch.randint(0, 1000, (args.batch,), generator=generator)
         noisy = noise_schedule.add_noise(x0, noise, t)
         context = text_encoder(ids[index, variant])[0]
@@ -218,15 +225,18 @@ def main() -> None:
     parser.add_argument("--unet-steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--dataset", type=int, default=30000)
+    parser.add_argument("--vae-from", type=Path, default=None, help="reuse the VAE saved by an earlier run")
     parser.add_argument("--checkpoint-every", type=int, default=500)
     args = parser.parse_args()
     torch.manual_seed(SEED)
     torch.set_num_threads(2)  # fixed so that the float reductions, and so the weights, repeat
-    rng = np.random.default_rng(SEED)
     tokenizer = build_tokenizer(args.work / "tokenizer")
-    vae = train_vae(rng, args.vae_steps, batch=16)
-    vae.save_pretrained(args.work / "vae")
-    latents, scenes = encode_dataset(vae, rng, args.dataset)
+    if args.vae_from:  # the VAE of an earlier run of this script (each stage has its own seeds)
+        vae = AutoencoderKL.from_pretrained(args.vae_from).eval().requires_grad_(False)
+    else:
+        vae = train_vae(np.random.default_rng(SEED), args.vae_steps, batch=16)
+        vae.save_pretrained(args.work / "vae")
+    latents, scenes = encode_dataset(vae, np.random.default_rng(SEED + 1), args.dataset)
     print(f"latents {tuple(latents.shape)} scaling_factor {vae.config.scaling_factor:.4f}", flush=True)
     ids = prompt_ids(tokenizer, scenes)
     scheduler = DPMSolverMultistepScheduler(**SCHEDULE, steps_offset=1)

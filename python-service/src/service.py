@@ -134,11 +134,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.dev:
         app.run(host=args.host, port=args.port, debug=True, threaded=True, use_reloader=False)
         return
-    from waitress import serve
+    make_server(app, args.host, args.port, threads=args.threads).run()
 
-    # Each waiting or streaming client holds a thread; send_bytes=1 flushes every NDJSON line.
-    serve(app, host=args.host, port=args.port, threads=args.threads or args.queue_size + 8, send_bytes=1,
-          ident="diffuse_kit")  # fmt: skip
+
+def make_server(app: Flask, host: str, port: int, threads: int | None = None):
+    """The production server: waitress. Each waiting or streaming client holds one of its threads,
+    so there are more threads than queue slots; send_bytes=1 sends each NDJSON line at once."""
+    from waitress.server import create_server
+
+    threads = threads or app.config["QUEUE_SIZE"] + 8
+    return create_server(
+        app, host=host, port=port, threads=threads, send_bytes=1, channel_request_lookahead=1, ident="diffuse_kit"
+    )  # lookahead: notice a client that hangs up mid-stream
 
 
 if __name__ == "__main__":
