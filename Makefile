@@ -6,7 +6,7 @@ INSTALLED := $(VENV)/.installed
 
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: demo test lint format clean
+.PHONY: demo test lint format clean chromium
 
 $(INSTALLED): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,14 @@ lint: $(INSTALLED)
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
-test: lint
+# The browser tests drive Debian's Chromium through Playwright (Playwright's own browser
+# downloads are not reachable offline); install it when missing and we may (root, apt).
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "no /usr/bin/chromium: the browser tests will be skipped"
+
+test: lint chromium
 	$(PY) -m pytest
 
 format: $(INSTALLED)

@@ -221,7 +221,9 @@ class Playground(w.VBox):
             button.on_click(action)
         tooltip = html.escape(result.infotext[0])
         picture = w.HTML(f"<img src='data:image/png;base64,{_b64(thumbnail)}' title='{tooltip}'>")
-        return w.VBox([picture, w.HBox(row)], layout=w.Layout(margin="4px"))
+        summary = w.HTML(f"<small>seed {result.seeds[0]} · {result.request.steps} steps · "
+                         f"CFG {result.request.guidance_scale:g}</small>")  # fmt: skip
+        return w.VBox([picture, summary, w.HBox(row)], layout=w.Layout(margin="4px"))
 
     def restore(self, index: int) -> None:
         """Put the settings of history item `index` back into the controls."""
