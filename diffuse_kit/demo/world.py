@@ -115,11 +115,30 @@ def measure(image: Image.Image) -> Measured:
     if counts.max() < labels.size * 0.01:
         return Measured(names[background], None, None, 0.0)
     colour = int(counts.argmax())
-    ys, xs = np.nonzero(labels == colour)
+    mask = labels == colour
+    ys, xs = np.nonzero(mask)
     # Quantiles rather than min/max, so that a few stray pixels do not stretch the box.
-    (y0, y1), (x0, x1) = np.quantile(ys, [0.005, 0.995]), np.quantile(xs, [0.005, 0.995])
-    box_area = (y1 - y0 + 1) * (x1 - x0 + 1)
-    fill = min(1.0, len(ys) / box_area)
-    # Ideal fill ratios of the bounding box: square 1.0, circle pi/4, triangle 0.5.
-    shape = "square" if fill > 0.9 else "circle" if fill > 0.64 else "triangle"
-    return Measured(names[background], names[colour], shape, float(fill))
+    (y0, y1), (x0, x1) = np.quantile(ys, [0.005, 0.995]).round(), np.quantile(xs, [0.005, 0.995]).round()
+    box = (int(x0), int(y0), int(x1), int(y1))
+    fill = min(1.0, len(ys) / ((box[2] - box[0] + 1) * (box[3] - box[1] + 1)))
+    # The shape whose ideal outline in that box overlaps the pixels best (IoU): unlike a fill
+    # ratio threshold it tolerates the soft corners and edges of generated pictures.
+    overlaps = {shape: _iou(mask, _template(shape, box, mask.shape)) for shape in SHAPES}
+    return Measured(names[background], names[colour], max(overlaps, key=overlaps.get), float(fill))
+
+
+def _template(shape: str, box: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+    image = Image.new("1", (size[1], size[0]))
+    canvas = ImageDraw.Draw(image)
+    x0, y0, x1, y1 = box
+    if shape == "circle":
+        canvas.ellipse(box, fill=1)
+    elif shape == "square":
+        canvas.rectangle(box, fill=1)
+    else:
+        canvas.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=1)
+    return np.asarray(image, dtype=bool)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
