@@ -50,7 +50,9 @@ SAMPLERS: dict[str, Sampler] = {
         Sampler("Heun", HeunDiscreteScheduler, _PLAIN, ("k_heun",)),
         Sampler("LMS", LMSDiscreteScheduler, _PLAIN, ("k_lms",)),
         Sampler("LMS Karras", LMSDiscreteScheduler, _KARRAS, ("k_lms_ka",)),
-        Sampler("DDIM", DDIMScheduler, {}, ("ddim",)),
+        # diffusers' DDIM clips predicted latents to [-1, 1] unless told not to (SD configs say
+        # so; other models' configs may not); A1111's DDIM never clips.
+        Sampler("DDIM", DDIMScheduler, {"clip_sample": False}, ("ddim",)),
         Sampler("UniPC", UniPCMultistepScheduler, {}, ("unipc",)),
         Sampler("LCM", LCMScheduler, {}, ("lcm",)),
     ]

@@ -7,6 +7,7 @@ import pytest
 
 import diffuse_kit
 from diffuse_kit.demo import world
+from diffuse_kit.samplers import SAMPLERS
 
 COLOURS = list(world.PALETTE)
 SCENES = [
@@ -61,6 +62,19 @@ def test_size_word_changes_the_size(measured):
         return np.mean([(world.classify_pixels(image) == COLOURS.index("blue")).mean() for image in result.images])
 
     assert area(large) > 1.5 * area(small)
+
+
+# Known bug, left open: diffusers' LMS (order 4) diverges on the demo model at 20 steps, in
+# bf16 and fp32 alike (black backgrounds); LMS Karras is fine. Strict, so a fix shows up.
+LMS_DIVERGES = pytest.mark.xfail(strict=True, reason="LMS diverges on the demo model at 20 steps")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sampler", [pytest.param(s, marks=LMS_DIVERGES) if s == "LMS" else s for s in SAMPLERS])
+def test_every_sampler_draws_the_prompt(sampler):
+    scene = world.Scene("yellow", "square", "blue")
+    images = diffuse_kit.generate(scene.prompt, seed=1, batch_size=3, sampler=sampler).images
+    assert [world.measure(image).background for image in images].count("blue") >= 2
 
 
 def test_world_measures_its_own_drawings():
