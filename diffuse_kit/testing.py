@@ -48,18 +48,20 @@ def _vae() -> AutoencoderKL:
     )
 
 
+_UNET = dict(
+    block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+    norm_num_groups=4,
+)  # fmt: skip
+
+
 def _scheduler() -> EulerDiscreteScheduler:
     return EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1)
 
 
 def _sd(folder: Path) -> StableDiffusionPipeline:
     tokenizer = build_clip_tokenizer(_WORDS, folder / "_tokenizer")
-    unet = UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        cross_attention_dim=32, attention_head_dim=2, norm_num_groups=4,
-    )  # fmt: skip
+    unet = UNet2DConditionModel(**_UNET, cross_attention_dim=32, attention_head_dim=2)
     return StableDiffusionPipeline(
         vae=_vae(), text_encoder=CLIPTextModel(_text_config(len(tokenizer), 32)), tokenizer=tokenizer,
         unet=unet, scheduler=_scheduler(), safety_checker=None, feature_extractor=None,
@@ -70,13 +72,10 @@ def _sd(folder: Path) -> StableDiffusionPipeline:
 def _sdxl(folder: Path) -> StableDiffusionXLPipeline:
     tokenizer = build_clip_tokenizer(_WORDS, folder / "_tokenizer")
     unet = UNet2DConditionModel(
-        block_out_channels=(8, 16), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
+        **_UNET, attention_head_dim=(2, 4), use_linear_projection=True, addition_embed_type="text_time",
         addition_time_embed_dim=8, transformer_layers_per_block=(1, 2),
         projection_class_embeddings_input_dim=80,  # 6 size/crop ids x 8 + the pooled 32
-        cross_attention_dim=64, norm_num_groups=4,
+        cross_attention_dim=64,
     )  # fmt: skip
     return StableDiffusionXLPipeline(
         vae=_vae(), unet=unet, scheduler=_scheduler(), tokenizer=tokenizer, tokenizer_2=tokenizer,
