@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from api import json_body, validated
+from api import json_body
 from flask import Blueprint, request
 from PIL import Image
 from schemas import A1111Img2ImgBody, A1111Txt2ImgBody, PngInfoBody, decode_image, encode_png
 from serving import ServiceError, current
 
 from diffuse_kit import Result, infotext
+from diffuse_kit.requests import validate
 from diffuse_kit.samplers import SAMPLERS
 
 bp = Blueprint("a1111", __name__, url_prefix="/sdapi/v1")
@@ -66,13 +67,13 @@ def _response(body: A1111Txt2ImgBody, results: list[Result]) -> dict[str, Any]:
 
 @bp.post("/txt2img")
 def txt2img():
-    body = validated(A1111Txt2ImgBody, json_body())
+    body = validate(A1111Txt2ImgBody, json_body())
     return _generate(body, None, None)
 
 
 @bp.post("/img2img")
 def img2img():
-    body = validated(A1111Img2ImgBody, json_body())
+    body = validate(A1111Img2ImgBody, json_body())
     return _generate(body, decode_image(body.init_images[0], "init_images"), body.denoising_strength)
 
 
@@ -116,7 +117,7 @@ def samplers():
 
 @bp.post("/png-info")
 def png_info():
-    body = validated(PngInfoBody, json_body())
+    body = validate(PngInfoBody, json_body())
     image = decode_image(body.image, "image")
     text = infotext.read_png(image) or ""
     items = {k: v for k, v in image.info.items() if k != infotext.PNG_KEY and isinstance(v, str)}

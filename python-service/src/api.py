@@ -13,6 +13,7 @@ from schemas import NativeImageBody, decode_image
 from serving import ServiceError, current, error_json, job_events, progress_json, result_json
 
 import diffuse_kit
+from diffuse_kit.requests import validate
 from diffuse_kit.samplers import SAMPLERS
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -62,6 +63,8 @@ def openapi():
 
 
 def ndjson(lines: Iterator[dict[str, Any]], job: Job) -> Response:
+    jobs = current().jobs  # looked up now: the generator runs after the request context is gone
+
     def stream() -> Iterator[str]:
         try:
             for line in lines:
@@ -69,15 +72,14 @@ def ndjson(lines: Iterator[dict[str, Any]], job: Job) -> Response:
         finally:
             # The client went away (or the job ended): a disconnect cancels the job.
             if not job.finished:
-                current_jobs.cancel(job)
+                jobs.cancel(job)
 
-    current_jobs = current().jobs
     return Response(stream(), mimetype="application/x-ndjson", headers={"X-Accel-Buffering": "no"})
 
 
 @bp.post("/images")
 def images():
-    body = validated(NativeImageBody, json_body())
+    body = validate(NativeImageBody, json_body())
     job = current().jobs.submit(image_request(body))
     if body.stream:
         return ndjson(job_events(job), job)
@@ -91,7 +93,7 @@ def images():
 
 @bp.post("/jobs")
 def submit_job():
-    body = validated(NativeImageBody, json_body())
+    body = validate(NativeImageBody, json_body())
     service = current()
     job = service.jobs.submit(image_request(body))
     return {"id": job.id, "state": job.state, "position": service.jobs.position(job)}, 202
@@ -121,7 +123,3 @@ def cancel_job(job_id: str):
     job = find_job(job_id)
     current().jobs.cancel(job)
     return {"id": job.id, "state": job.state if job.finished else "cancelling"}
-
-
-def validated(model, body: dict[str, Any]):
-    return diffuse_kit.requests.validate(model, body)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 
-from api import json_body, validated
+from api import json_body
 from flask import Blueprint
 from schemas import OpenAIImageBody, encode_png, parse_size
 from serving import ServiceError, current
 
+from diffuse_kit.requests import MAX_BATCH, validate
+
 bp = Blueprint("openai", __name__, url_prefix="/v1")
-MAX_BATCH = 8
 
 
 @bp.get("/models")
@@ -25,7 +26,7 @@ def models():
 
 @bp.post("/images/generations")
 def generations():
-    body = validated(OpenAIImageBody, json_body())
+    body = validate(OpenAIImageBody, json_body())
     if body.response_format == "url":
         raise ServiceError(400, "response_format 'url' is not supported: this server keeps no image store; "
                            "use 'b64_json'", param="response_format")  # fmt: skip

@@ -12,7 +12,7 @@ from jobs import Job, JobQueue
 from schemas import data_uri
 
 from diffuse_kit import DiffuseKitError, ImageRequest, ModelNotFoundError, ProgressEvent, Result
-from diffuse_kit.models import EMBEDDED_IMAGE_MODELS, cached_hub_models
+from diffuse_kit.models import known_image_models
 from diffuse_kit.requests import validate
 
 log = logging.getLogger("diffuse_kit.service")
@@ -33,10 +33,13 @@ class Service:
     extra_models: list[str] = field(default_factory=list)
     allow_any_model: bool = False
 
+    def __post_init__(self) -> None:
+        # Read the Hugging Face cache once at start, not on every request that names a model.
+        self._allowed = list(dict.fromkeys([self.default_model, *known_image_models(extra=self.extra_models)]))
+
     def allowed_models(self) -> list[str]:
-        """Model ids requests may name: the embedded ones, the server's own, cached hub pipelines."""
-        cached = [m.id for m in cached_hub_models() if m.kind == "image pipeline"]
-        return list(dict.fromkeys([self.default_model, *EMBEDDED_IMAGE_MODELS, *self.extra_models, *cached]))
+        """Model ids requests may name: the server's own, the embedded ones, cached hub pipelines."""
+        return self._allowed
 
     def check_model(self, model: str | None) -> str:
         model = model or self.default_model
