@@ -1,4 +1,4 @@
-"""The command line: `python -m diffuse_kit generate|models`."""
+"""The command line: `python -m diffuse_kit generate|chat|models|bench`."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from diffuse_kit.generation import generate
 from diffuse_kit.models import EMBEDDED_IMAGE_MODELS, cached_hub_models, load
 from diffuse_kit.progress import ProgressEvent
 from diffuse_kit.samplers import SAMPLERS
+from diffuse_kit.text import EMBEDDED_TEXT_MODELS, chat
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m diffuse_kit", description="Run image models locally.")
+    parser = argparse.ArgumentParser(prog="python -m diffuse_kit", description="Run image and text models locally.")
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="generate images and print the path of each PNG written")
     gen.add_argument("prompt")
@@ -33,6 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--strength", type=float, default=None, help="img2img denoising strength (default 0.75)")
     gen.add_argument("--config", default=None, help="for a .safetensors file: a diffusers folder of its architecture")
     gen.add_argument("--out", default="output", help="folder for the PNGs (default: output/)")
+    talk = commands.add_parser("chat", help="reply to a message with a text model, printing the reply as it comes")
+    talk.add_argument("message")
+    talk.add_argument("--system", default=None, help="a system prompt")
+    talk.add_argument("--model", default="demo-text", help="demo-text, a transformers folder or a hub id")
+    talk.add_argument("--adapter", default=None, help="a PEFT adapter folder or hub id on top of --model")
+    talk.add_argument("--max-tokens", type=int, default=256)
+    talk.add_argument("--temperature", type=float, default=0.7, help="0: greedy")
+    talk.add_argument("--seed", type=int, default=None)
     commands.add_parser("models", help="list the embedded models and what the Hugging Face cache holds")
     return parser
 
@@ -57,9 +66,22 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _chat(args: argparse.Namespace) -> int:
+    messages = [{"role": "system", "content": args.system}] if args.system else []
+    messages.append({"role": "user", "content": args.message})
+    reply = chat(messages, model=args.model, adapter=args.adapter, stream=True, max_new_tokens=args.max_tokens,
+                 temperature=args.temperature, seed=args.seed)  # fmt: skip
+    for piece in reply:
+        print(piece, end="", flush=True)
+    print()
+    return 0
+
+
 def _models(args: argparse.Namespace) -> int:
     for name, path in EMBEDDED_IMAGE_MODELS.items():
         print(f"{name}\tembedded image model\t{path}")
+    for name, path in EMBEDDED_TEXT_MODELS.items():
+        print(f"{name}\tembedded text model\t{path}")
     for model in cached_hub_models():
         print(f"{model.id}\t{model.kind} (Hugging Face cache)\t{model.size_gb:.2f} GB")
     return 0
@@ -68,7 +90,7 @@ def _models(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"generate": _generate, "models": _models}[args.command](args)
+        return {"generate": _generate, "chat": _chat, "models": _models}[args.command](args)
     except (DiffuseKitError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -27,5 +27,5 @@ class ModelNotFoundError(DiffuseKitError):
 
     type = "model_not_found"
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message, param="model")
+    def __init__(self, message: str, param: str = "model") -> None:
+        super().__init__(message, param)

@@ -9,14 +9,17 @@ and past the limit the least recently used one is freed.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import platform
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, DiffusionPipeline
@@ -28,7 +31,8 @@ from diffuse_kit.progress import LatentPreviewer
 
 DEMO_DIR = Path(__file__).parent / "demo"
 EMBEDDED_IMAGE_MODELS = {"demo": DEMO_DIR / "image"}
-_HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
+T = TypeVar("T")
 
 
 # -- device and dtype policy --------------------------------------------------------------
@@ -94,7 +98,7 @@ class LoadedModel:
     @property
     def name(self) -> str:
         """What infotext calls the model: the id, or a path's last part (paths stay private)."""
-        return Path(self.id).name if os.sep in self.id and not _HUB_ID.match(self.id) else self.id
+        return Path(self.id).name if os.sep in self.id and not HUB_ID.match(self.id) else self.id
 
     @property
     def native_size(self) -> tuple[int, int]:
@@ -128,16 +132,21 @@ def _from_hub(model_id: str, dtype: torch.dtype) -> DiffusionPipeline:
     try:
         return AutoPipelineForText2Image.from_pretrained(model_id, dtype=dtype)
     except OSError as exc:  # huggingface_hub's offline / not-found errors are OSErrors
-        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
-        how = (
-            "HF_HUB_OFFLINE is set and the Hugging Face cache does not hold it"
-            if offline
-            else "it could not be downloaded (no network, or no such repository)"
-        )
-        raise ModelNotFoundError(
-            f"model: cannot load {model_id!r}: {how}. On a machine with a network run "
-            f"`hf download {model_id}` (it fills ~/.cache/huggingface), or pass a local folder."
-        ) from exc
+        raise hub_error(model_id, exc) from exc
+
+
+def hub_error(model_id: str, exc: OSError) -> ModelNotFoundError:
+    """Why a hub id did not load, and how to get it onto this machine."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false")
+    how = (
+        "HF_HUB_OFFLINE is set and the Hugging Face cache does not hold it"
+        if offline
+        else "it could not be downloaded (no network, or no such repository)"
+    )
+    return ModelNotFoundError(
+        f"model: cannot load {model_id!r}: {how}. On a machine with a network run "
+        f"`hf download {model_id}` (it fills ~/.cache/huggingface), or pass a local folder."
+    )
 
 
 def _from_single_file(path: Path, dtype: torch.dtype, config: str | None) -> DiffusionPipeline:
@@ -183,7 +192,7 @@ def resolve(model: str) -> tuple[str, Path | None]:
         if not path.is_file():
             raise ModelNotFoundError(f"model: no such file {model!r}")
         return "file", path.resolve()
-    if _HUB_ID.match(model):
+    if HUB_ID.match(model):
         return "hub", None
     raise ModelNotFoundError(
         f"model: unknown model {model!r}: not an embedded model ({', '.join(EMBEDDED_IMAGE_MODELS)}), "
@@ -217,11 +226,16 @@ def _prepare(pipe: DiffusionPipeline, device: torch.device, dtype: torch.dtype) 
 
 
 class ModelCache:
-    """Loaded models by (id, device, dtype), least recently used first out past `limit`."""
+    """Loaded models by (id, ..., device, dtype), least recently used first out past `limit`.
+
+    The default limit is $DIFFUSE_KIT_MAX_MODELS, else 1 on CPU (RAM runs out first there) and 2 on GPUs.
+    """
 
     def __init__(self, limit: int | None = None) -> None:
+        if limit is None and "DIFFUSE_KIT_MAX_MODELS" in os.environ:
+            limit = int(os.environ["DIFFUSE_KIT_MAX_MODELS"])
         self.limit = limit
-        self._models: OrderedDict[tuple[str, str, torch.dtype], LoadedModel] = OrderedDict()
+        self._models: OrderedDict[tuple, Any] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(
@@ -234,14 +248,21 @@ class ModelCache:
     ) -> LoadedModel:
         target = pick_device(device)
         precision = pick_dtype(target, dtype)
-        key = (model, str(target), precision)
+
+        def build() -> LoadedModel:
+            pipe = _prepare(_load_pipeline(model, precision, config), target, precision)
+            return LoadedModel(model, pipe, target, precision)
+
+        return self.fetch((model, str(target), precision), target, build)
+
+    def fetch(self, key: tuple, device: torch.device, build: Callable[[], T]) -> T:
+        """The model cached under `key`, or `build()`'s, made room for first."""
         with self._lock:  # one load at a time: two threads must not load the same weights twice
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            self._make_room(target, keep=1)
-            pipe = _prepare(_load_pipeline(model, precision, config), target, precision)
-            loaded = self._models[key] = LoadedModel(model, pipe, target, precision)
+            self._make_room(device, keep=1)
+            loaded = self._models[key] = build()
             return loaded
 
     def _make_room(self, device: torch.device, keep: int) -> None:
@@ -252,7 +273,7 @@ class ModelCache:
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
-    def loaded(self) -> list[LoadedModel]:
+    def loaded(self) -> list[Any]:
         return list(self._models.values())
 
     def clear(self) -> None:
@@ -261,7 +282,7 @@ class ModelCache:
             gc.collect()
 
 
-CACHE = ModelCache(limit=int(os.environ["DIFFUSE_KIT_MAX_MODELS"]) if "DIFFUSE_KIT_MAX_MODELS" in os.environ else None)
+CACHE = ModelCache()
 
 
 def load(
@@ -283,7 +304,7 @@ def load(
 @dataclass(frozen=True)
 class CachedModel:
     id: str
-    kind: str  # "image pipeline" | "text or other model"
+    kind: str  # "image pipeline" | "text model" | "other"
     size_gb: float
 
 
@@ -310,5 +331,14 @@ def known_image_models(extra: list[str] = ()) -> list[str]:
 
 
 def _cached_kind(repo) -> str:
-    files = {f.file_name for revision in repo.revisions for f in revision.files}
-    return "image pipeline" if "model_index.json" in files else "text or other model"
+    files = {f.file_name: f.file_path for revision in repo.revisions for f in revision.files}
+    if "model_index.json" in files:
+        return "image pipeline"
+    if "config.json" in files:
+        try:
+            architectures = json.loads(files["config.json"].read_text()).get("architectures") or []
+        except (OSError, ValueError):
+            architectures = []
+        if any(name.endswith("ForCausalLM") for name in architectures):
+            return "text model"
+    return "other"

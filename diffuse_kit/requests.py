@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -13,6 +13,9 @@ from diffuse_kit.samplers import SAMPLERS, canonical_sampler
 MAX_PROMPT_CHARS = 4000
 MAX_SEED = 2**32 - 1  # A1111's range, so that its seeds mean the same here
 MAX_BATCH = 8
+MAX_MESSAGE_CHARS = 20000
+MAX_MESSAGES = 200
+MAX_NEW_TOKENS = 4096
 
 M = TypeVar("M", bound=BaseModel)
 Dimension = Annotated[int, Field(ge=64, le=2048, multiple_of=8)]
@@ -62,6 +65,35 @@ class ImageRequest(BaseModel):
     def create(cls, **fields: Any) -> ImageRequest:
         """Validate `fields`, raising InvalidRequestError that names the first bad field."""
         return validate(cls, fields)
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(max_length=MAX_MESSAGE_CHARS)
+
+
+class TextRequest(BaseModel):
+    """One chat request to a causal LM. `temperature` 0 is greedy decoding."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    model: str = Field(default="demo-text", min_length=1, max_length=1000)
+    adapter: str | None = Field(default=None, min_length=1, max_length=1000, description="a PEFT adapter")
+    max_new_tokens: int = Field(default=256, ge=1, le=MAX_NEW_TOKENS)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0, allow_inf_nan=False)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, allow_inf_nan=False)
+    seed: int | None = Field(default=None, ge=0, le=MAX_SEED)
+    stop: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=4)
+
+    @field_validator("stop", mode="before")
+    @classmethod
+    def _one_stop(cls, stop: Any) -> Any:
+        if stop is None:
+            return []
+        return [stop] if isinstance(stop, str) else stop
 
 
 def validate(model: type[M], fields: dict[str, Any]) -> M:

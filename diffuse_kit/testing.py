@@ -1,7 +1,9 @@
-"""Tiny random pipelines built offline from small configs, as diffusers' own tests do.
+"""Tiny random pipelines and text models built offline from small configs, as diffusers' own
+tests do.
 
     folder = tiny_pipeline_folder(tmp_path / "tiny", kind="sd")   # a diffusers folder
     diffuse_kit.generate("a cat", model=str(folder))
+    diffuse_kit.chat("hello", model=str(tiny_text_model_folder(tmp_path / "tiny-lm")))
 
 Their images are noise, but every code path (loading by path, schedulers, callbacks,
 img2img, saving) runs through real diffusers classes in well under a second.
@@ -20,9 +22,9 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, GPT2Config, GPT2LMHeadModel
 
-from diffuse_kit.demo.tokenizer import build_clip_tokenizer
+from diffuse_kit.demo.tokenizer import build_byte_bpe, build_clip_tokenizer
 
 _WORDS = ("a", "cat", "dog", "red", "blue", "photo", "of")
 
@@ -89,4 +91,18 @@ def tiny_pipeline_folder(folder: Path, kind: Literal["sd", "sdxl"] = "sd", seed:
     torch.manual_seed(seed)
     pipe = {"sd": _sd, "sdxl": _sdxl}[kind](folder)
     pipe.save_pretrained(folder)
+    return folder
+
+
+def tiny_text_model_folder(folder: Path, seed: int = 0) -> Path:
+    """Build a tiny random GPT-2 with a byte-level tokenizer that has *no* chat template (as
+    base models have none) and `save_pretrained` both. It rarely ends a reply by itself, so
+    its replies run to max_new_tokens: what tests of length, stop strings and cancel need."""
+    torch.manual_seed(seed)
+    tokenizer = build_byte_bpe([" ".join(_WORDS)] * 4, folder, vocab_size=300, end="<|endoftext|>")
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=1024, n_embd=32, n_layer=2, n_head=2,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    GPT2LMHeadModel(config).save_pretrained(folder)
     return folder

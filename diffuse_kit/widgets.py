@@ -1,4 +1,4 @@
-"""The ipywidgets UI for notebooks: a Playground and a SweepPanel.
+"""The ipywidgets UI for notebooks: a Playground, a SweepPanel and a ChatPanel.
 
     from diffuse_kit.widgets import Playground
     Playground()          # the last expression of a cell displays it
@@ -28,6 +28,7 @@ from diffuse_kit.progress import ProgressEvent
 from diffuse_kit.requests import MAX_SEED, ImageRequest
 from diffuse_kit.samplers import SAMPLERS
 from diffuse_kit.sweeps import AXES, SweepResult, parse_values, sweep
+from diffuse_kit.text import ChatResult, chat, known_text_models, suggest_prompt
 
 THUMBNAIL = 128
 MODEL_DEFAULT = "model default"  # the sampler choice that keeps the model's own scheduler
@@ -84,8 +85,10 @@ class Playground(w.VBox):
     """Prompt boxes, sliders, seed, sampler and model pickers, Generate/Cancel, live progress
     and preview, and a history of results that restore their settings or feed img2img."""
 
-    def __init__(self, model: str = "demo", *, output_dir: str = "output", preview_every: int = 2) -> None:
-        self.output_dir, self.preview_every = output_dir, preview_every
+    def __init__(
+        self, model: str = "demo", *, text_model: str = "demo-text", output_dir: str = "output", preview_every: int = 2
+    ) -> None:
+        self.text_model, self.output_dir, self.preview_every = text_model, output_dir, preview_every
         self.history: list[Result] = []
         self._worker = _Worker()
         width, height = load(model).native_size
@@ -98,6 +101,8 @@ class Playground(w.VBox):
     def _build_inputs(self, model: str, width: int, height: int) -> None:
         wide = w.Layout(width="98%")
         self.prompt = w.Textarea("a red circle on a white background", description="Prompt", layout=wide)
+        self.suggest_button = w.Button(description="Suggest", icon="magic",
+                                       tooltip="the text model writes a prompt from the words in the box")  # fmt: skip
         self.negative_prompt = w.Textarea("", description="Negative", layout=wide)
         self.steps = w.IntSlider(20, min=1, max=150, description="Steps")
         self.guidance_scale = w.FloatSlider(7.0, min=0.0, max=20.0, step=0.5, description="CFG")
@@ -120,6 +125,7 @@ class Playground(w.VBox):
         self.randomize_button.on_click(lambda _: setattr(self.seed, "value", -1))
         self.clear_init_button.on_click(lambda _: self.set_init_image(None))
         self.generate_button.on_click(lambda _: self.generate())
+        self.suggest_button.on_click(lambda _: self.suggest())
         self.cancel_button.on_click(lambda _: self._worker.cancel.set())
         self._init: Image.Image | None = None
 
@@ -133,7 +139,7 @@ class Playground(w.VBox):
         seed_row = w.HBox([self.seed, self.randomize_button, self.lock_seed])
         img2img = w.HBox([self.strength, self.init_image, self.clear_init_button])
         return w.VBox([
-            self.prompt, self.negative_prompt,
+            w.HBox([self.prompt, self.suggest_button]), self.negative_prompt,
             w.HBox([w.VBox([self.steps, self.guidance_scale, self.batch_size]), w.VBox([self.width, self.height])]),
             seed_row, w.HBox([self.sampler, self.model, self.model_path]), img2img,
             w.HBox([self.generate_button, self.cancel_button]),
@@ -171,6 +177,23 @@ class Playground(w.VBox):
         self.status.value = "loading model…"
         self._worker.start(lambda: self._run(request))
 
+    def suggest(self) -> None:
+        """What the Suggest button does: the text model rewrites the prompt from its words."""
+        if self._worker.busy:
+            return
+        self._set_busy(True)
+        self.status.value = "writing a prompt…"
+        self._worker.start(self._suggest)
+
+    def _suggest(self) -> None:
+        try:
+            self.prompt.value = suggest_prompt(self.prompt.value, model=self.text_model)
+            self.status.value = f"prompt suggested by {self.text_model}"
+        except Exception as exc:  # the worker's top level: show it rather than lose it in a thread
+            self.status.value = f"⚠ {exc}"
+        finally:
+            self._set_busy(False)
+
     def cancel(self) -> None:
         self._worker.cancel.set()
 
@@ -190,7 +213,7 @@ class Playground(w.VBox):
             self._set_busy(False)
 
     def _set_busy(self, busy: bool) -> None:
-        self.generate_button.disabled = busy
+        self.generate_button.disabled = self.suggest_button.disabled = busy
         self.cancel_button.disabled = not busy
 
     def _show_result(self, result: Result) -> None:
@@ -309,3 +332,86 @@ class SweepPanel(w.VBox):
             self.status.value = f"⚠ {exc}"
         finally:
             self.run_button.disabled = False
+
+
+class ChatPanel(w.VBox):
+    """A chat with a text model: system prompt, temperature and length sliders, the reply
+    streamed into an Output widget, the history, and "send to image" into a Playground."""
+
+    def __init__(
+        self, model: str = "demo-text", *, adapter: str | None = None, playground: Playground | None = None
+    ) -> None:
+        self.adapter, self.playground = adapter, playground
+        self.history: list[dict[str, str]] = []
+        self.last: ChatResult | None = None
+        self._worker = _Worker()
+        wide = w.Layout(width="98%")
+        self.system = w.Text("", description="System", placeholder="optional system prompt", layout=wide)
+        self.temperature = w.FloatSlider(0.7, min=0.0, max=2.0, step=0.1, description="Temperature")
+        self.max_new_tokens = w.IntSlider(128, min=8, max=1024, step=8, description="Max tokens")
+        self.model = w.Dropdown(options=known_text_models(extra=[model]), value=model, description="Model")
+        self.message = w.Textarea("Write an image prompt about: a green triangle", description="Message", layout=wide)
+        self.send_button = w.Button(description="Send", button_style="primary", icon="paper-plane")
+        self.stop_button = w.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
+        self.clear_button = w.Button(description="Clear", icon="trash")
+        self.to_image_button = w.Button(description="send to image", icon="image", disabled=True)
+        self.output = w.Output(layout=w.Layout(border="1px solid #ddd", min_height="4em", padding="4px"))
+        self.status = w.Label("")
+        self.send_button.on_click(lambda _: self.send())
+        self.stop_button.on_click(lambda _: self._worker.cancel.set())
+        self.clear_button.on_click(lambda _: self.clear())
+        self.to_image_button.on_click(lambda _: self.to_image())
+        buttons = w.HBox([self.send_button, self.stop_button, self.clear_button, self.to_image_button])
+        sliders = w.HBox([self.temperature, self.max_new_tokens, self.model])
+        super().__init__([self.system, sliders, self.output, self.message, buttons, self.status])
+
+    def send(self, text: str | None = None) -> None:
+        """Send `text` (default: the message box) and stream the reply below the history."""
+        text = (text if text is not None else self.message.value).strip()
+        if self._worker.busy or not text:
+            return
+        self.history.append({"role": "user", "content": text})
+        self.message.value = ""
+        self.output.append_stdout(f"you: {text}\nassistant: ")
+        system = [{"role": "system", "content": self.system.value}] if self.system.value.strip() else []
+        self._set_busy(True)
+        self._worker.start(lambda: self._reply([*system, *self.history]))
+
+    def _reply(self, messages: list[dict[str, str]]) -> None:
+        try:
+            reply = chat(messages, model=self.model.value, adapter=self.adapter, stream=True,
+                         temperature=self.temperature.value,
+                         max_new_tokens=self.max_new_tokens.value, cancel=self._worker.cancel)  # fmt: skip
+            for piece in reply:  # append_stdout: print() from a thread would land in the wrong cell
+                self.output.append_stdout(piece)
+            self.last = reply.result
+            self.history.append({"role": "assistant", "content": reply.result.text})
+            self.status.value = f"{reply.result.completion_tokens} tokens, {reply.result.finish_reason}"
+        except Exception as exc:  # the worker's top level: show it rather than lose it in a thread
+            self.history.pop()  # the question stays unanswered: forget it so it can be asked again
+            self.status.value = f"⚠ {exc}"
+        finally:
+            self.output.append_stdout("\n")
+            self._set_busy(False)
+
+    def wait(self, timeout: float | None = None) -> ChatResult | None:
+        """Block until the reply in progress ends; the newest reply (None if none)."""
+        self._worker.wait(timeout)
+        return self.last
+
+    def clear(self) -> None:
+        self.history, self.last = [], None
+        self.output.clear_output()
+        self.to_image_button.disabled = True
+
+    def to_image(self) -> None:
+        """Put the last reply into the Playground's prompt and generate from it."""
+        if self.playground is None or self.last is None:
+            return
+        self.playground.prompt.value = self.last.text.strip()
+        self.playground.generate()
+
+    def _set_busy(self, busy: bool) -> None:
+        self.send_button.disabled = busy
+        self.stop_button.disabled = not busy
+        self.to_image_button.disabled = busy or self.playground is None or not self.history

@@ -17,6 +17,14 @@ import os
 MODEL = os.environ.get("DIFFUSE_KIT_MODEL", "demo")
 PROMPT = "a red circle on a white background\""""
 
+TEXT_PARAMETERS = """\
+# Parameters: DIFFUSE_KIT_TEXT_MODEL=<hub id or folder> (and DIFFUSE_KIT_ADAPTER=<PEFT adapter>) for a real model.
+import os
+
+MODEL = os.environ.get("DIFFUSE_KIT_MODEL", "demo")
+TEXT_MODEL = os.environ.get("DIFFUSE_KIT_TEXT_MODEL", "demo-text")
+ADAPTER = os.environ.get("DIFFUSE_KIT_ADAPTER") or None"""
+
 METADATA = {
     "kernelspec": {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"},
     "language_info": {"name": "python"},
@@ -85,6 +93,51 @@ NOTEBOOKS = {
             "from diffuse_kit.widgets import Playground, SweepPanel\n\n"
             "panel = SweepPanel(Playground(model=MODEL))\n"
             "panel"
+        ),
+    ],
+    "04_text.ipynb": [
+        new_markdown_cell(
+            "# Text\n\nChat with a causal language model (here the embedded `demo-text`, a tiny GPT-2 that "
+            "writes prompts the demo image model can draw), streamed token by token; then text -> prompt -> image."
+        ),
+        new_code_cell(TEXT_PARAMETERS),
+        new_code_cell(
+            "import diffuse_kit\n\n"
+            'messages = [{"role": "user", "content": "Write an image prompt about: a blue square"}]\n'
+            "reply = diffuse_kit.chat(messages, model=TEXT_MODEL, adapter=ADAPTER, seed=1)\n"
+            "reply"
+        ),
+        new_markdown_cell("Streamed: the pieces come as they are generated; the result then holds the token counts."),
+        new_code_cell(
+            "stream = diffuse_kit.chat(messages, model=TEXT_MODEL, adapter=ADAPTER, seed=1, stream=True)\n"
+            "for piece in stream:\n"
+            '    print(piece, end="|", flush=True)\n'
+            "print()\n"
+            "print(stream.result.finish_reason, stream.result.usage)\n"
+            "assert stream.result.text == reply  # same seed, same reply"
+        ),
+        new_markdown_cell(
+            "A chat panel: system prompt, temperature and length sliders, the reply streamed into the output "
+            "below the history. *send to image* puts the last reply into the Playground's prompt and generates."
+        ),
+        new_code_cell(
+            "from IPython.display import display\n\n"
+            "from diffuse_kit.widgets import ChatPanel, Playground\n\n"
+            "playground = Playground(model=MODEL, text_model=TEXT_MODEL)\n"
+            "panel = ChatPanel(TEXT_MODEL, adapter=ADAPTER, playground=playground)\n"
+            "display(panel, playground)"
+        ),
+        new_code_cell(
+            'panel.send("Write an image prompt about: a yellow triangle")  # what the Send button does\n'
+            "print(panel.wait().text)\n"
+            "panel.to_image()  # the 'send to image' button\n"
+            "print(playground.wait().infotext[0])"
+        ),
+        new_markdown_cell("Text -> prompt -> image in code: `suggest_prompt` is what the Suggest button uses."),
+        new_code_cell(
+            'prompt = diffuse_kit.suggest_prompt("green circle", model=TEXT_MODEL, seed=3)\n'
+            "print(prompt)\n"
+            "diffuse_kit.generate(prompt, model=MODEL, seed=3).images[0]"
         ),
     ],
 }

@@ -1,7 +1,6 @@
-"""Handmade CLIP tokenizers: byte-level BPE whose merges make each given word one token.
-
-The demo model's tokenizer is built this way from the words of its world, and so are the
-tiny test pipelines', with no download.
+"""Tokenizers built offline: handmade CLIP tokenizers whose merges make each given word one
+token (the demo image model's and the tiny test pipelines'), and byte-level BPE tokenizers
+trained on a corpus (the demo text model's and the tiny test text model's).
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ from collections.abc import Iterable
 from itertools import pairwise
 from pathlib import Path
 
-from transformers import CLIPTokenizer
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import CLIPTokenizer, PreTrainedTokenizerFast
 
 MAX_LENGTH = 77  # CLIP's; without it the limit is ~1e30 and padding overflows
 
@@ -56,5 +56,25 @@ def build_clip_tokenizer(words: Iterable[str], folder: Path) -> CLIPTokenizer:
     tokenizer = CLIPTokenizer(
         vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=MAX_LENGTH
     )
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def build_byte_bpe(
+    corpus: Iterable[str], folder: Path, *, vocab_size: int, end: str, special: Iterable[str] = (), **kwargs
+) -> PreTrainedTokenizerFast:
+    """Train a GPT-2-style byte-level BPE on `corpus` (any text encodes: no unknown tokens) and
+    save it to `folder`; `end` ends a turn and pads. `kwargs` go to the tokenizer (chat_template...)."""
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[end, *special],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(corpus, trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token=end, pad_token=end, **kwargs)
     tokenizer.save_pretrained(folder)
     return tokenizer

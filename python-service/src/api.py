@@ -1,4 +1,5 @@
-"""The native API: /api/health, models, samplers, images (NDJSON progress), jobs, openapi.json."""
+"""The native API: /api/health, models, samplers, images (NDJSON progress), text (NDJSON tokens),
+jobs, openapi.json."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from typing import Any
 from flask import Blueprint, Response, request
 from jobs import Job
 from openapi import openapi_document
-from schemas import NativeImageBody, decode_image
-from serving import ServiceError, current, error_json, job_events, progress_json, result_json
+from schemas import NativeImageBody, NativeTextBody, SuggestBody, decode_image
+from serving import ServiceError, current, error_json, finished, job_events, progress_json, result_json
 
 import diffuse_kit
+import diffuse_kit.text
 from diffuse_kit.requests import validate
 from diffuse_kit.samplers import SAMPLERS
 
@@ -45,10 +47,12 @@ def health():
 @bp.get("/models")
 def models():
     service = current()
-    loaded = {m.id for m in diffuse_kit.models.CACHE.loaded()}
+    loaded = {m.id for m in [*diffuse_kit.models.CACHE.loaded(), *diffuse_kit.text.TEXT_CACHE.loaded()]}
     return {
         "default": service.default_model,
-        "data": [{"id": m, "kind": "image", "loaded": m in loaded} for m in service.allowed_models()],
+        "default_text": service.text_model,
+        "data": [{"id": m, "kind": "image", "loaded": m in loaded} for m in service.allowed_models()]
+        + [{"id": m, "kind": "text", "loaded": m in loaded} for m in service.allowed_text_models()],
     }
 
 
@@ -62,19 +66,32 @@ def openapi():
     return openapi_document()
 
 
-def ndjson(lines: Iterator[dict[str, Any]], job: Job) -> Response:
+def streamed(chunks: Iterator[str], job: Job, mimetype: str) -> Response:
+    """A response sent as `chunks` come; a client that goes away cancels the job."""
     jobs = current().jobs  # looked up now: the generator runs after the request context is gone
 
     def stream() -> Iterator[str]:
         try:
-            for line in lines:
-                yield json.dumps(line) + "\n"
+            yield from chunks
         finally:
-            # The client went away (or the job ended): a disconnect cancels the job.
             if not job.finished:
                 jobs.cancel(job)
 
-    return Response(stream(), mimetype="application/x-ndjson", headers={"X-Accel-Buffering": "no"})
+    return Response(stream(), mimetype=mimetype, headers={"X-Accel-Buffering": "no", "Cache-Control": "no-cache"})
+
+
+def ndjson(lines: Iterator[dict[str, Any]], job: Job) -> Response:
+    return streamed((json.dumps(line) + "\n" for line in lines), job, "application/x-ndjson")
+
+
+def answer(job: Job) -> tuple[dict[str, Any], int]:
+    """A finished job's last line as one JSON answer (its error's status when it failed)."""
+    job.wait()
+    lines = list(job_events(job))
+    if lines[-1]["type"] == "error":
+        status, error = error_json(job.error)
+        return error, status
+    return lines[-1], 200
 
 
 @bp.post("/images")
@@ -83,12 +100,30 @@ def images():
     job = current().jobs.submit(image_request(body))
     if body.stream:
         return ndjson(job_events(job), job)
+    return answer(job)
+
+
+@bp.post("/text")
+def text():
+    body = validate(NativeTextBody, json_body())
+    service = current()
+    job = service.jobs.submit(service.text_request(**body.request_fields()))
+    if body.stream:
+        return ndjson(job_events(job), job)
+    return answer(job)
+
+
+@bp.post("/suggest")
+def suggest():
+    body = validate(SuggestBody, json_body())
+    service = current()
+    fields = diffuse_kit.text.suggest_fields(body.seed_text, model=body.model or service.text_model, seed=body.seed)
+    job = service.jobs.submit(service.text_request(**fields))
     job.wait()
-    lines = list(job_events(job))
-    if lines[-1]["type"] == "error":
-        status, error = error_json(job.error)
-        return error, status
-    return lines[-1]
+    result = finished(job)
+    if result is None or result.finish_reason == "cancelled":
+        raise ServiceError(409, "the suggestion was interrupted", "cancelled")
+    return {"prompt": result.text.strip(), "seed": result.seed, "model": result.model}
 
 
 @bp.post("/jobs")

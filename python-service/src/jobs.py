@@ -1,5 +1,5 @@
-"""Jobs: one worker runs image requests from a bounded queue, so the engine never runs on
-two threads at once and a full queue refuses at once instead of hanging."""
+"""Jobs: one worker runs image and text requests from a bounded queue, so the engine never
+runs on two threads at once and a full queue refuses at once instead of hanging."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from diffuse_kit import ImageRequest, ProgressEvent, Result, run
+from diffuse_kit import ChatResult, ImageRequest, ProgressEvent, Result, TextRequest, run
+from diffuse_kit.text import run_chat
 
 STATES = ("queued", "running", "done", "failed", "cancelled")
 Runner = Callable[..., Result]
+TextRunner = Callable[..., ChatResult]
+Event = ProgressEvent | str  # an image step, or a piece of a text reply
 
 
 class QueueFullError(Exception):
@@ -23,12 +26,12 @@ class QueueFullError(Exception):
 
 @dataclass
 class Job:
-    request: ImageRequest
+    request: ImageRequest | TextRequest
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     state: str = "queued"
     created: float = field(default_factory=time.time)
     progress: ProgressEvent | None = None
-    result: Result | None = None
+    result: Result | ChatResult | None = None
     error: Exception | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     _events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue, repr=False)
@@ -41,16 +44,18 @@ class Job:
     def wait(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
 
-    def events(self) -> Iterator[ProgressEvent]:
-        """Progress events as they come, until the job ends (one consumer: the submitter)."""
+    def events(self) -> Iterator[Event]:
+        """Progress events (text pieces for text jobs) as they come, until the job ends (one
+        consumer: the submitter)."""
         while (event := self._events.get()) is not None:
             yield event
 
-    def _progress(self, event: ProgressEvent) -> None:
-        self.progress = event
+    def _progress(self, event: Event) -> None:
+        if isinstance(event, ProgressEvent):
+            self.progress = event
         self._events.put(event)
 
-    def _finish(self, state: str, result: Result | None = None, error: Exception | None = None) -> None:
+    def _finish(self, state: str, result: Result | ChatResult | None = None, error: Exception | None = None) -> None:
         self.state, self.result, self.error = state, result, error
         self._events.put(None)
         self._finished.set()
@@ -59,16 +64,24 @@ class Job:
 class JobQueue:
     """A bounded queue of jobs and the worker thread that runs them one at a time."""
 
-    def __init__(self, size: int = 4, *, runner: Runner = run, preview_every: int = 5, keep: int = 200) -> None:
+    def __init__(
+        self,
+        size: int = 4,
+        *,
+        runner: Runner = run,
+        text_runner: TextRunner = run_chat,
+        preview_every: int = 5,
+        keep: int = 200,
+    ) -> None:
         self._pending: queue.Queue[Job] = queue.Queue(maxsize=size)
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self.running: Job | None = None
-        self.runner, self.preview_every, self.keep = runner, preview_every, keep
+        self.runner, self.text_runner, self.preview_every, self.keep = runner, text_runner, preview_every, keep
         self._worker = threading.Thread(target=self._work, name="diffuse-kit-worker", daemon=True)
         self._worker.start()
 
-    def submit(self, request: ImageRequest) -> Job:
+    def submit(self, request: ImageRequest | TextRequest) -> Job:
         job = Job(request)
         with self._lock:
             try:
@@ -113,10 +126,15 @@ class JobQueue:
                 continue
             self.running, job.state = job, "running"
             try:
-                result = self.runner(job.request, on_progress=job._progress, cancel=job.cancel,
-                                     preview_every=self.preview_every)  # fmt: skip
-                job._finish("cancelled" if result.cancelled else "done", result=result)
+                result = self._run(job)
+                cancelled = result.finish_reason == "cancelled" if isinstance(result, ChatResult) else result.cancelled
+                job._finish("cancelled" if cancelled else "done", result=result)
             except Exception as exc:  # the worker survives whatever one job does; the job says why
                 job._finish("failed", error=exc)
             finally:
                 self.running = None
+
+    def _run(self, job: Job) -> Result | ChatResult:
+        if isinstance(job.request, TextRequest):
+            return self.text_runner(job.request, on_text=job._progress, cancel=job.cancel)
+        return self.runner(job.request, on_progress=job._progress, cancel=job.cancel, preview_every=self.preview_every)

@@ -1,14 +1,19 @@
-"""OpenAI-compatible routes: /v1/models and /v1/images/generations."""
+"""OpenAI-compatible routes: /v1/models, /v1/images/generations and /v1/chat/completions."""
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Iterator
+from typing import Any
 
-from api import json_body
+from api import json_body, streamed
 from flask import Blueprint
-from schemas import OpenAIImageBody, encode_png, parse_size
-from serving import ServiceError, current
+from jobs import Job
+from schemas import OpenAIChatBody, OpenAIImageBody, encode_png, parse_size
+from serving import ServiceError, current, error_json, finished
 
+from diffuse_kit import ChatResult
 from diffuse_kit.requests import MAX_BATCH, validate
 
 bp = Blueprint("openai", __name__, url_prefix="/v1")
@@ -17,10 +22,11 @@ bp = Blueprint("openai", __name__, url_prefix="/v1")
 @bp.get("/models")
 def models():
     created = int(time.time())
+    service = current()
     return {
         "object": "list",
         "data": [{"id": m, "object": "model", "created": created, "owned_by": "diffuse_kit"}
-                 for m in current().allowed_models()],
+                 for m in [*service.allowed_models(), *service.allowed_text_models()]],
     }  # fmt: skip
 
 
@@ -42,3 +48,47 @@ def generations():
         images += [{"b64_json": encode_png(image, text), "revised_prompt": body.prompt}
                    for image, text in zip(result.images, result.infotext, strict=True)]  # fmt: skip
     return {"created": int(time.time()), "data": images}
+
+
+@bp.post("/chat/completions")
+def chat_completions():
+    body = validate(OpenAIChatBody, json_body())
+    service = current()
+    request = service.text_request(**body.request_fields())
+    job = service.jobs.submit(request)
+    head = {"id": f"chatcmpl-{job.id}", "created": int(time.time()), "model": request.model}
+    if body.stream:
+        usage = bool((body.stream_options or {}).get("include_usage"))
+        return streamed(_sse_chunks(job, head, usage), job, "text/event-stream")
+    job.wait()
+    result = finished(job)
+    if not isinstance(result, ChatResult) or result.finish_reason == "cancelled":
+        raise ServiceError(409, "the reply was interrupted", "cancelled")
+    message = {"role": "assistant", "content": result.text}
+    choice = {"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}
+    return head | {"object": "chat.completion", "choices": [choice], "usage": result.usage}
+
+
+def _sse_chunks(job: Job, head: dict[str, Any], include_usage: bool) -> Iterator[str]:
+    """OpenAI's stream: a role chunk, a chunk per piece, a finish chunk, [usage], [DONE]."""
+
+    def event(data: dict[str, Any]) -> str:
+        return f"data: {json.dumps(data)}\n\n"
+
+    def chunk(delta: dict[str, str], finish_reason: str | None = None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}
+        return event(head | {"object": "chat.completion.chunk", "choices": [choice]})
+
+    yield chunk({"role": "assistant", "content": ""})
+    for piece in job.events():
+        yield chunk({"content": piece})
+    result = job.result
+    if job.state == "failed":
+        yield event(error_json(job.error)[1])
+    elif not isinstance(result, ChatResult) or result.finish_reason == "cancelled":
+        yield event({"error": {"message": "the reply was interrupted", "type": "cancelled", "param": None}})
+    else:
+        yield chunk({}, result.finish_reason)
+        if include_usage:
+            yield event(head | {"object": "chat.completion.chunk", "choices": [], "usage": result.usage})
+    yield "data: [DONE]\n\n"

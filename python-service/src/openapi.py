@@ -6,12 +6,24 @@ from functools import cache
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
-from schemas import A1111Img2ImgBody, A1111Txt2ImgBody, NativeImageBody, OpenAIImageBody, PngInfoBody
+from schemas import (
+    A1111Img2ImgBody,
+    A1111Txt2ImgBody,
+    NativeImageBody,
+    NativeTextBody,
+    OpenAIChatBody,
+    OpenAIImageBody,
+    PngInfoBody,
+    SuggestBody,
+)
 
 _BODIES = {
     "/api/images": NativeImageBody,
     "/api/jobs": NativeImageBody,
+    "/api/text": NativeTextBody,
+    "/api/suggest": SuggestBody,
     "/v1/images/generations": OpenAIImageBody,
+    "/v1/chat/completions": OpenAIChatBody,
     "/sdapi/v1/txt2img": A1111Txt2ImgBody,
     "/sdapi/v1/img2img": A1111Img2ImgBody,
     "/sdapi/v1/png-info": PngInfoBody,

@@ -1,7 +1,8 @@
 """The diffuse_kit HTTP service: a Flask app factory and its command line.
 
     python3 python-service/src/service.py [--host 127.0.0.1] [--port 7860] [--model demo]
-        [--api-key KEY] [--cors-origin ORIGIN] [--queue-size N] [--dev]
+        [--text-model demo-text] [--text-adapter PATH] [--api-key KEY] [--cors-origin ORIGIN]
+        [--queue-size N] [--dev]
 
 Routes live in blueprints (api: native, openai_api: /v1, a1111: /sdapi/v1); no model code
 here: the engine (diffuse_kit) does the work, one job at a time from a bounded queue.
@@ -31,13 +32,16 @@ OPEN_ENDPOINTS = {"api.health", "page", "static"}  # reachable without the API k
 DEFAULTS: dict[str, Any] = {
     "MODEL": "demo",
     "EXTRA_MODELS": [],
+    "TEXT_MODEL": "demo-text",
+    "TEXT_ADAPTER": None,  # a PEFT adapter the service applies to TEXT_MODEL
     "ALLOW_ANY_MODEL": False,
     "API_KEY": None,
     "CORS_ORIGIN": None,
     "QUEUE_SIZE": 4,
     "PREVIEW_EVERY": 2,
     "MAX_CONTENT_LENGTH": 20 * 1024 * 1024,  # a few base64 init images, not more
-    "RUNNER": None,  # tests may swap the engine call
+    "RUNNER": None,  # tests may swap the engine calls
+    "TEXT_RUNNER": None,
 }
 
 
@@ -46,11 +50,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app.config.update(DEFAULTS)
     app.config["API_KEY"] = os.environ.get("DIFFUSE_KIT_API_KEY") or None
     app.config.update(config or {})
-    runner = {"runner": app.config["RUNNER"]} if app.config["RUNNER"] else {}
-    jobs = JobQueue(app.config["QUEUE_SIZE"], preview_every=app.config["PREVIEW_EVERY"], **runner)
+    runners = {name: app.config[key] for name, key in (("runner", "RUNNER"), ("text_runner", "TEXT_RUNNER"))
+               if app.config[key]}  # fmt: skip
+    jobs = JobQueue(app.config["QUEUE_SIZE"], preview_every=app.config["PREVIEW_EVERY"], **runners)
     app.extensions["diffuse_kit"] = Service(
-        jobs, app.config["MODEL"], list(app.config["EXTRA_MODELS"]), app.config["ALLOW_ANY_MODEL"]
-    )
+        jobs, app.config["MODEL"], list(app.config["EXTRA_MODELS"]), app.config["ALLOW_ANY_MODEL"],
+        app.config["TEXT_MODEL"], app.config["TEXT_ADAPTER"],
+    )  # fmt: skip
     for blueprint in (api.bp, openai_api.bp, a1111.bp):
         app.register_blueprint(blueprint)
     app.add_url_rule("/", "page", lambda: send_from_directory(STATIC, "index.html"))
@@ -118,6 +124,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="default: loopback only")
     parser.add_argument("--port", type=int, default=7860)
     parser.add_argument("--model", default="demo", help="the default model (also the only non-embedded one allowed)")
+    parser.add_argument("--text-model", default="demo-text", help="the default text model")
+    parser.add_argument("--text-adapter", default=None, help="a PEFT adapter folder or hub id on --text-model")
     parser.add_argument("--api-key", default=os.environ.get("DIFFUSE_KIT_API_KEY"), help="or DIFFUSE_KIT_API_KEY")
     parser.add_argument("--cors-origin", default=None, help="an origin allowed to call the API from a browser")
     parser.add_argument("--queue-size", type=int, default=4, help="jobs that may wait; more are refused with 429")
@@ -128,9 +136,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    app = create_app({"MODEL": args.model, "API_KEY": args.api_key, "CORS_ORIGIN": args.cors_origin,
+    app = create_app({"MODEL": args.model, "TEXT_MODEL": args.text_model, "TEXT_ADAPTER": args.text_adapter,
+                      "API_KEY": args.api_key, "CORS_ORIGIN": args.cors_origin,
                       "QUEUE_SIZE": args.queue_size})  # fmt: skip
-    print(f"diffuse_kit service on http://{args.host}:{args.port}/ (model {args.model})", flush=True)
+    where = f"http://{args.host}:{args.port}/"
+    print(f"diffuse_kit service on {where} (models {args.model}, {args.text_model})", flush=True)
     if args.dev:
         app.run(host=args.host, port=args.port, debug=True, threaded=True, use_reloader=False)
         return

@@ -11,9 +11,19 @@ from flask import current_app
 from jobs import Job, JobQueue
 from schemas import data_uri
 
-from diffuse_kit import DiffuseKitError, ImageRequest, ModelNotFoundError, ProgressEvent, Result
+from diffuse_kit import (
+    ChatResult,
+    DiffuseKitError,
+    ImageRequest,
+    InvalidRequestError,
+    ModelNotFoundError,
+    ProgressEvent,
+    Result,
+    TextRequest,
+)
 from diffuse_kit.models import known_image_models
 from diffuse_kit.requests import validate
+from diffuse_kit.text import known_text_models
 
 log = logging.getLogger("diffuse_kit.service")
 
@@ -32,27 +42,39 @@ class Service:
     default_model: str = "demo"
     extra_models: list[str] = field(default_factory=list)
     allow_any_model: bool = False
+    text_model: str = "demo-text"
+    text_adapter: str | None = None  # the operator's PEFT adapter on text_model; clients cannot pick one
 
     def __post_init__(self) -> None:
         # Read the Hugging Face cache once at start, not on every request that names a model.
         self._allowed = list(dict.fromkeys([self.default_model, *known_image_models(extra=self.extra_models)]))
+        self._allowed_text = list(dict.fromkeys([self.text_model, *known_text_models()]))
 
     def allowed_models(self) -> list[str]:
-        """Model ids requests may name: the server's own, the embedded ones, cached hub pipelines."""
+        """Image model ids requests may name: the server's own, the embedded ones, cached hub pipelines."""
         return self._allowed
 
-    def check_model(self, model: str | None) -> str:
-        model = model or self.default_model
-        if not self.allow_any_model and model not in self.allowed_models():
+    def allowed_text_models(self) -> list[str]:
+        """Text model ids requests may name: the server's own, the embedded ones, cached hub causal LMs."""
+        return self._allowed_text
+
+    def _allow(self, model: str, allowed: list[str]) -> str:
+        if not self.allow_any_model and model not in allowed:
             # Never open a path or hub id that a client made up: only what the operator allowed.
-            raise ModelNotFoundError(
-                f"model: {model!r} is not served here; available: {', '.join(self.allowed_models())}"
-            )
+            raise ModelNotFoundError(f"model: {model!r} is not served here; available: {', '.join(allowed)}")
         return model
 
     def request(self, **fields: Any) -> ImageRequest:
-        fields["model"] = self.check_model(fields.get("model"))
+        fields["model"] = self._allow(fields.get("model") or self.default_model, self.allowed_models())
         return validate(ImageRequest, fields)
+
+    def text_request(self, **fields: Any) -> TextRequest:
+        fields["model"] = self._allow(fields.get("model") or self.text_model, self.allowed_text_models())
+        if fields.get("adapter") and not self.allow_any_model:
+            raise InvalidRequestError("adapter: this server serves its own adapter; clients cannot pick one", "adapter")
+        if fields["model"] == self.text_model and self.text_adapter:
+            fields["adapter"] = self.text_adapter
+        return validate(TextRequest, fields)
 
     def run(self, request: ImageRequest) -> Result | None:
         """Queue `request`, wait for its end: its Result (None or .cancelled when interrupted)."""
@@ -61,7 +83,7 @@ class Service:
         return finished(job)
 
 
-def finished(job: Job) -> Result | None:
+def finished(job: Job) -> Result | ChatResult | None:
     if job.state == "failed":
         raise job.error  # type: ignore[misc]
     return job.result
@@ -106,11 +128,20 @@ def error_json(exc: BaseException) -> tuple[int, dict[str, Any]]:
     return 500, {"error": {"message": "internal error", "type": "server_error", "param": None}}
 
 
+def text_result_json(result: ChatResult | None) -> dict[str, Any]:
+    if result is None:  # cancelled before it started
+        return {"type": "result", "text": "", "finish_reason": "cancelled", "usage": None}
+    return {"type": "result", "text": result.text, "finish_reason": result.finish_reason, "usage": result.usage,
+            "model": result.model, "seed": result.seed}  # fmt: skip
+
+
 def job_events(job: Job) -> Iterator[dict[str, Any]]:
-    """A job's progress lines, then its result (or error) line."""
+    """A job's progress (or token) lines, then its result (or error) line."""
     for event in job.events():
-        yield progress_json(event)
+        yield {"type": "token", "text": event} if isinstance(event, str) else progress_json(event)
     if job.state == "failed":
         yield {"type": "error", **error_json(job.error)[1]}
+    elif isinstance(job.request, TextRequest):
+        yield text_result_json(job.result)
     else:
         yield result_json(job.result)
