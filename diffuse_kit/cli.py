@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from PIL import Image
 
@@ -43,6 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     talk.add_argument("--temperature", type=float, default=0.7, help="0: greedy")
     talk.add_argument("--seed", type=int, default=None)
     commands.add_parser("models", help="list the embedded models and what the Hugging Face cache holds")
+    bench = commands.add_parser("bench", help="speed and memory: plain diffusers fp32 vs diffuse_kit, side by side")
+    bench.add_argument("--arch", choices=["sd15", "sdxl", "tiny"], action="append",
+                       help="default: sd15 and sdxl (random weights from the real configs, built once)")  # fmt: skip
+    bench.add_argument("--size", type=int, default=None, help="image side (default: 256 for sd15, 512 for sdxl)")
+    bench.add_argument("--quick", action="store_true", help="smaller images (128 / 256), one round")
+    bench.add_argument("--rounds", type=int, default=2, help="A B rounds, each in fresh processes")
+    bench.add_argument("--work", default="build/bench", help="where the random-weight pipelines are saved")
+    bench.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # one measurement, in a child process
+    bench.add_argument("--folder", default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -87,10 +98,24 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(args: argparse.Namespace) -> int:
+    from diffuse_kit import bench
+
+    if args.worker:
+        print(json.dumps(bench.measure(args.worker, args.arch[0], Path(args.folder), args.size)))
+        return 0
+    for arch in args.arch or ["sd15", "sdxl"]:
+        spec = bench.ARCHS[arch]
+        size = args.size or (spec.quick_size if args.quick else spec.size)
+        bench.compare(arch, size=size, rounds=1 if args.quick else args.rounds, work=Path(args.work))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"generate": _generate, "chat": _chat, "models": _models}[args.command](args)
+        commands = {"generate": _generate, "chat": _chat, "models": _models, "bench": _bench}
+        return commands[args.command](args)
     except (DiffuseKitError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

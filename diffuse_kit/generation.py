@@ -17,8 +17,9 @@ import torch
 from diffusers import DiffusionPipeline
 from PIL import Image
 
+from diffuse_kit import memory
 from diffuse_kit.infotext import format_infotext, png_info
-from diffuse_kit.models import LoadedModel, load
+from diffuse_kit.models import LoadedModel, cpu_has_native_bf16, load
 from diffuse_kit.progress import ProgressEvent
 from diffuse_kit.requests import MAX_SEED, ImageRequest
 from diffuse_kit.samplers import make_scheduler, sampler_name
@@ -168,6 +169,8 @@ def run(
     pipe = _pipeline_for(request, loaded, seed)
     reporter = _StepReporter(loaded, (width, height), on_progress, cancel, preview_every)
     inputs = _call_inputs(request, width, height, seeds, strength=request.strength or DEFAULT_STRENGTH)
+    if loaded.low_memory:
+        inputs = _with_embeddings(inputs, loaded, pipe)
     images: list[Image.Image] = []
     cancelled = cancel is not None and cancel.is_set()
     if not cancelled:
@@ -222,6 +225,15 @@ def _call_inputs(request: ImageRequest, width: int, height: int, seeds: list[int
         image = request.init_image.convert("RGB").resize((width, height), Image.Resampling.LANCZOS)
         return inputs | {"image": image, "strength": strength}
     return inputs | {"width": width, "height": height}
+
+
+def _with_embeddings(inputs: dict[str, Any], loaded: LoadedModel, pipe: DiffusionPipeline) -> dict[str, Any]:
+    """Low-memory mode: the prompts as embeddings, encoded by text encoders loaded just for it."""
+    prompt, negative = inputs.pop("prompt"), inputs.pop("negative_prompt")
+    compute_fp32 = loaded.dtype == torch.bfloat16 and not cpu_has_native_bf16()
+    embeds = memory.encode_prompt(pipe, loaded.folder, loaded.dtype, prompt, negative or "",
+                                  guidance=inputs["guidance_scale"] > 1, compute_fp32=compute_fp32)  # fmt: skip
+    return inputs | embeds
 
 
 def _parameters(

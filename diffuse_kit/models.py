@@ -26,6 +26,7 @@ from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, Dif
 from diffusers.utils import logging as diffusers_logging
 from transformers.utils import logging as transformers_logging
 
+from diffuse_kit import memory
 from diffuse_kit.errors import InvalidRequestError, ModelNotFoundError
 from diffuse_kit.progress import LatentPreviewer
 
@@ -92,6 +93,8 @@ class LoadedModel:
     pipeline: DiffusionPipeline
     device: torch.device
     dtype: torch.dtype
+    low_memory: bool = False  # text encoders loaded per prompt from `folder`, VAE tiled
+    folder: Path | None = None
     _img2img: DiffusionPipeline | None = field(default=None, repr=False)
     _previewer: LatentPreviewer | None = field(default=None, repr=False)
 
@@ -122,15 +125,19 @@ class LoadedModel:
 # -- sources ------------------------------------------------------------------------------
 
 
-def _from_folder(path: Path, dtype: torch.dtype) -> DiffusionPipeline:
-    if not (path / "model_index.json").is_file():
-        raise ModelNotFoundError(f"model: {path} is not a diffusers pipeline folder (it has no model_index.json)")
-    return AutoPipelineForText2Image.from_pretrained(path, dtype=dtype, local_files_only=True)
+def _from_folder(path: Path, dtype: torch.dtype, low_memory: bool) -> DiffusionPipeline:
+    """The pipeline in `path`, its models streamed in `dtype` (memory.py), without its text
+    encoders in low-memory mode."""
+    skip = memory.TEXT_ENCODERS if low_memory else ()
+    models = memory.load_models(path, dtype, skip=skip)
+    absent = {name: None for name in skip if (path / name).is_dir()}
+    return AutoPipelineForText2Image.from_pretrained(path, dtype=dtype, local_files_only=True, **models, **absent)
 
 
-def _from_hub(model_id: str, dtype: torch.dtype) -> DiffusionPipeline:
+def hub_folder(model_id: str) -> Path:
+    """The local snapshot of a hub pipeline (downloaded unless offline)."""
     try:
-        return AutoPipelineForText2Image.from_pretrained(model_id, dtype=dtype)
+        return Path(DiffusionPipeline.download(model_id))
     except OSError as exc:  # huggingface_hub's offline / not-found errors are OSErrors
         raise hub_error(model_id, exc) from exc
 
@@ -200,25 +207,45 @@ def resolve(model: str) -> tuple[str, Path | None]:
     )
 
 
-def _load_pipeline(model: str, dtype: torch.dtype, config: str | None) -> DiffusionPipeline:
+def _folder_of(model: str, config: str | None) -> Path | None:
+    """The pipeline folder a model id loads from (None for single files)."""
     kind, path = resolve(model)
+    if kind == "file":
+        return None
+    folder = path if kind in ("embedded", "folder") else hub_folder(model)
+    if not (folder / "model_index.json").is_file():
+        raise ModelNotFoundError(f"model: {folder} is not a diffusers pipeline folder (it has no model_index.json)")
+    return folder
+
+
+def _load_pipeline(model: str, folder: Path | None, dtype: torch.dtype, config: str | None, low_memory: bool):
     # Loading bars would flood notebooks and logs; load time is reported in the Result.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
-    if kind in ("embedded", "folder"):
-        return _from_folder(path, dtype)
-    if kind == "file":
-        return _from_single_file(path, dtype, config)
-    return _from_hub(model, dtype)
+    if folder is None:
+        return _from_single_file(resolve(model)[1], dtype, config)
+    return _from_folder(folder, dtype, low_memory)
 
 
-def _prepare(pipe: DiffusionPipeline, device: torch.device, dtype: torch.dtype) -> DiffusionPipeline:
+def _prepare(pipe: DiffusionPipeline, device: torch.device, dtype: torch.dtype, low_memory: bool) -> DiffusionPipeline:
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # progress goes through our events instead
-    if device.type == "cpu" and dtype == torch.bfloat16:
+    if device.type == "cpu" and dtype == torch.bfloat16 and cpu_has_native_bf16():
         # oneDNN's bf16 convolutions are fast only in NHWC; in NCHW bf16 is slower than fp32.
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
+    elif dtype == torch.bfloat16 and device.type == "cpu":
+        # Emulated bf16 is slow: keep bf16 storage but compute each layer in fp32.
+        for network in (
+            pipe.unet,
+            pipe.vae,
+            getattr(pipe, "text_encoder", None),
+            getattr(pipe, "text_encoder_2", None),
+        ):
+            if network is not None:
+                memory.cast_layerwise(network)
+    if low_memory:
+        memory.tile_vae(pipe.vae)
     return pipe
 
 
@@ -245,15 +272,21 @@ class ModelCache:
         device: str | None = None,
         dtype: str | torch.dtype | None = None,
         config: str | None = None,
+        low_memory: bool | None = None,
     ) -> LoadedModel:
         target = pick_device(device)
-        precision = pick_dtype(target, dtype)
+        folder = _folder_of(model, config)
+        if low_memory is None:
+            low_memory = target.type == "cpu" and folder is not None and memory.wants_low_memory(folder)
+        # Low-memory mode stores bf16 whatever the CPU (computing in fp32 where bf16 is emulated).
+        precision = torch.bfloat16 if low_memory and dtype is None else pick_dtype(target, dtype)
 
         def build() -> LoadedModel:
-            pipe = _prepare(_load_pipeline(model, precision, config), target, precision)
-            return LoadedModel(model, pipe, target, precision)
+            pipe = _load_pipeline(model, folder, precision, config, low_memory)
+            pipe = _prepare(pipe, target, precision, low_memory)
+            return LoadedModel(model, pipe, target, precision, low_memory, folder)
 
-        return self.fetch((model, str(target), precision), target, build)
+        return self.fetch((model, str(target), precision, low_memory), target, build)
 
     def fetch(self, key: tuple, device: torch.device, build: Callable[[], T]) -> T:
         """The model cached under `key`, or `build()`'s, made room for first."""
@@ -291,14 +324,16 @@ def load(
     device: str | None = None,
     dtype: str | torch.dtype | None = None,
     config: str | None = None,
+    low_memory: bool | None = None,
 ) -> LoadedModel:
     """The loaded model, from the cache when it is there (a second call is free).
 
     `device` ("cpu", "cuda", "mps"; default: the best present) and `dtype` ("fp32", "fp16",
     "bf16"; default: the policy above) override the defaults; `config` is the diffusers
-    folder or hub id whose configs a single `.safetensors` file needs.
+    folder or hub id whose configs a single `.safetensors` file needs. `low_memory` (default:
+    on when RAM is short) keeps the text encoders out of memory between prompts (memory.py).
     """
-    return CACHE.get(model, device=device, dtype=dtype, config=config)
+    return CACHE.get(model, device=device, dtype=dtype, config=config, low_memory=low_memory)
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,13 @@ def readme(repo_root) -> str:
 
 def test_python_blocks_run(readme, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    (code,) = blocks(readme, "python")
+    from diffuse_kit.demo import world
+
     namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)
+    for code in blocks(readme, "python"):  # in order, in one namespace, like a reader's session
+        exec(compile(code, "README.md", "exec"), namespace)
     assert [p.name for p in namespace["paths"]] == ["00001-1.png"]
+    assert world.parse_prompt(namespace["reply"]) and world.parse_prompt(namespace["prompt"])
 
 
 def test_every_command_is_known(readme):
@@ -36,6 +39,7 @@ def test_every_command_is_known(readme):
     # make demo/test run in CI; jupyter lab in test_notebook_browser; the service in test_service_live.
     assert programs == {
         ("make", "demo"), ("make", "test"), ("python", "-m", "diffuse_kit"), ("python", "tools/train_demo.py"),
+        ("python", "tools/train_demo_text.py"),
         ("venv/bin/jupyter", "lab", "notebooks/"), ("python3", "python-service/src/service.py", "--host"),
     }  # fmt: skip
 
@@ -47,6 +51,8 @@ def test_cli_commands_run(readme, repo_root, tmp_path):
         argv = [sys.executable, *command[1:]]
         if "--out" in argv:
             argv[argv.index("--out") + 1] = str(tmp_path)
+        if command[3] == "bench":  # in miniature: the tiny pipeline stands in for SD 1.5 and SDXL
+            argv += ["--arch", "tiny", "--rounds", "1", "--work", str(tmp_path / "bench")]
         done = subprocess.run(argv, cwd=repo_root, capture_output=True, text=True)
         assert done.returncode == 0, (command, done.stderr)
         assert done.stdout.strip()
@@ -67,3 +73,19 @@ def test_training_script_runs_end_to_end(repo_root, tmp_path):
     result = diffuse_kit.generate("a red circle on a white background", model=str(out), steps=2, seed=1)
     assert result.images[0].size == (64, 64)
     assert (out / "tokenizer" / "vocab.json").is_file() and (out / "tokenizer" / "merges.txt").is_file()
+
+
+def test_text_training_script_runs_end_to_end(repo_root, tmp_path):
+    """`python tools/train_demo_text.py` in miniature: a tokenizer with a chat template and a model that loads."""
+    out = tmp_path / "demo-text"
+    argv = [sys.executable, "tools/train_demo_text.py", "--steps", "2", "--batch", "4", "--out", str(out)]
+    done = subprocess.run(
+        argv, cwd=repo_root, capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(repo_root)}
+    )
+    assert done.returncode == 0, done.stderr
+    import diffuse_kit
+
+    stream = diffuse_kit.chat("Write an image prompt", model=str(out), max_new_tokens=5, seed=1, stream=True)
+    "".join(stream)
+    assert stream.result.completion_tokens >= 1
+    assert diffuse_kit.load_text(str(out)).tokenizer.chat_template == diffuse_kit.text.CHAT_TEMPLATE

@@ -130,6 +130,48 @@ def test_the_official_openai_client_works_unchanged(serve, tiny_sd):
         client.images.generate(prompt="a cat", response_format="url")
 
 
+def test_the_openai_client_chats_plain_and_streamed(serve, capsys):
+    openai = pytest.importorskip("openai")
+    _, address = serve(API_KEY="k")
+    client = openai.OpenAI(base_url=f"http://{address}/v1", api_key="k")
+    assert "demo-text" in [model.id for model in client.models.list()]
+    messages = [{"role": "user", "content": "Write an image prompt about: a purple circle"}]
+    plain = client.chat.completions.create(model="demo-text", messages=messages, seed=7)
+    stream = client.chat.completions.create(model="demo-text", messages=messages, seed=7, stream=True,
+                                            stream_options={"include_usage": True})  # fmt: skip
+    chunks = list(stream)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    with capsys.disabled():
+        print(f"\nopenai client, streamed: {pieces} -> usage {chunks[-1].usage}")
+    assert len(pieces) > 1 and "".join(pieces) == plain.choices[0].message.content
+    assert "purple circle" in plain.choices[0].message.content
+    assert plain.usage.total_tokens == chunks[-1].usage.total_tokens > 0
+    with pytest.raises(openai.NotFoundError, match="not served"):
+        client.chat.completions.create(model="gpt-4o", messages=messages)
+
+
+@pytest.mark.slow
+def test_web_page_chat_streams_and_sends_a_reply_to_image(serve):
+    _, address = serve()
+    with chromium_page(1100, 900) as page:
+        page.goto(f"http://{address}/")
+        page.locator("#chat-model option").first.wait_for(state="attached")
+        assert page.input_value("#chat-model") == "demo-text"
+        page.fill("#chat-input", "Write an image prompt about: a black triangle")
+        page.click("#chat-send")
+        page.locator(".message.assistant button").first.wait_for(timeout=30_000)  # the reply ended
+        reply = page.locator(".message.assistant span").first.inner_text()
+        assert "black triangle" in reply
+        page.click(".message.assistant button")  # send to image
+        assert page.input_value("#prompt") == reply.strip()
+        page.fill("#prompt", "yellow square")
+        page.click("#suggest")
+        page.wait_for_function("document.getElementById('prompt').value.endsWith('background')")
+        assert "yellow square" in page.input_value("#prompt")
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=SCREENSHOTS / "web-page-chat.png", full_page=True)
+
+
 @pytest.mark.slow
 def test_web_page_generates_with_progress(serve):
     _, address = serve(PREVIEW_EVERY=1)

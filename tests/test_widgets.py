@@ -94,3 +94,35 @@ def test_sweep_panel_renders_a_grid(playground):
     result = panel.wait(60)
     assert shown(panel.grid).size == result.grid.size
     assert "saved" in panel.status.value
+
+
+def test_suggest_button_writes_a_drawable_prompt(playground):
+    from diffuse_kit.demo import world
+
+    playground.prompt.value = "orange circle"
+    playground.suggest_button.click()
+    playground.wait(30)
+    scene = world.parse_prompt(playground.prompt.value)
+    assert scene is not None and (scene.colour, scene.shape) == ("orange", "circle")
+    assert not playground.suggest_button.disabled
+
+
+def test_chat_panel_streams_a_reply_and_sends_it_to_image(playground):
+    panel = widgets.ChatPanel(playground=playground)
+    panel.system.value = "You write prompts for the demo image model."
+    panel.temperature.value = 0.5
+    panel.message.value = "Write an image prompt about: a white square"
+    panel.send_button.click()
+    result = panel.wait(30)
+    assert "white square" in result.text
+    assert [m["role"] for m in panel.history] == ["user", "assistant"]
+    printed = "".join(o["text"] for o in panel.output.outputs if o["name"] == "stdout")
+    assert printed.startswith("you: Write an image prompt") and result.text in printed
+    panel.send("Write an image prompt")  # history goes along: two exchanges now
+    panel.wait(30)
+    assert len(panel.history) == 4
+    panel.to_image_button.click()
+    image_result = playground.wait(60)
+    assert image_result.request.prompt == panel.last.text.strip()
+    panel.clear_button.click()
+    assert panel.history == [] and panel.output.outputs == ()

@@ -122,6 +122,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("diffuse_kit/demo/text"))
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--lr", type=float, default=3e-3)
     args = parser.parse_args()
     torch.manual_seed(SEED)
     torch.set_num_threads(2)  # fixed so that the float reductions, and so the weights, repeat
@@ -138,8 +139,8 @@ def main() -> None:
         pad_token_id=tokenizer.pad_token_id,
     )
     model = GPT2LMHeadModel(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=args.steps, pct_start=0.05)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     start = time.time()
     for step in range(1, args.steps + 1):
         loss = model(**batch(tokenizer, rng, args.batch)).loss
