@@ -37,7 +37,7 @@ class Arch:
     quick_size: int
     guidance: float  # 0: no CFG (SDXL-Turbo style, one UNet call per step)
     steps: tuple[int, int]  # the two step counts whose difference gives s/step
-    variants: tuple[str, ...]  # what is compared
+    variants: tuple[str, ...]  # what is compared: "plain", "kit" (defaults), "kit-low" (low-memory mode)
     build: Callable[[Path], None]
 
 
@@ -146,8 +146,9 @@ def build_tiny(folder: Path) -> None:
 
 ARCHS = {
     "sd15": Arch(256, 128, 7.5, (2, 6), ("plain", "kit"), build_sd15),
-    # SDXL-Turbo's way: no CFG, few steps. Only diffuse_kit runs it: the target is its peak RSS.
-    "sdxl": Arch(512, 256, 0.0, (1, 3), ("kit",), build_sdxl),
+    # SDXL-Turbo's way: no CFG, few steps. The target is the low-memory mode's peak RSS (8 GB, a
+    # Raspberry Pi 5), where the tutorial's fp32 code needed swap.
+    "sdxl": Arch(512, 256, 0.0, (1, 3), ("kit-low",), build_sdxl),
     "tiny": Arch(64, 64, 7.5, (2, 6), ("plain", "kit"), build_tiny),
 }
 
@@ -207,7 +208,10 @@ def _kit(folder: Path, size: int, guidance: float, **load_options: Any) -> tuple
 def measure(variant: str, arch: str, folder: Path, size: int) -> dict[str, Any]:
     """Load, then time the two step counts; this process's figures as a dict."""
     spec = ARCHS[arch]
-    load_s, run = (_plain if variant == "plain" else _kit)(folder, size, spec.guidance)
+    if variant == "plain":
+        load_s, run = _plain(folder, size, spec.guidance)
+    else:
+        load_s, run = _kit(folder, size, spec.guidance, low_memory=variant == "kit-low")
     times = []
     for steps in spec.steps:
         started = time.perf_counter()
@@ -239,7 +243,7 @@ def compare(arch: str, *, size: int, rounds: int, work: Path = DEFAULT_WORK) -> 
         for variant in spec.variants:
             figures = _spawn(variant, arch, folder, size)
             runs[variant].append(figures)
-            print(f"  round {round_ + 1} {variant:5s}: {figures['step_s']:.2f} s/step, load {figures['load_s']:.1f} s, "
+            print(f"  round {round_ + 1} {variant:7s}: {figures['step_s']:.2f} s/step, load {figures['load_s']:.1f} s, "
                   f"peak RSS {figures['peak_rss_gb']:.2f} GB", flush=True)  # fmt: skip
     medians = {
         variant: {key: statistics.median(r[key] for r in results) for key in ("step_s", "load_s", "peak_rss_gb")}
@@ -249,7 +253,7 @@ def compare(arch: str, *, size: int, rounds: int, work: Path = DEFAULT_WORK) -> 
     print(f"{arch} architecture, {size}x{size}, {cfg}, steps {spec.steps[0]} vs {spec.steps[1]}, "
           f"{rounds} rounds, medians:")  # fmt: skip
     for variant, figures in medians.items():
-        print(f"  {variant:5s} {figures['step_s']:.2f} s/step  load {figures['load_s']:.1f} s  "
+        print(f"  {variant:7s} {figures['step_s']:.2f} s/step  load {figures['load_s']:.1f} s  "
               f"peak RSS {figures['peak_rss_gb']:.2f} GB")  # fmt: skip
     if "plain" in medians:
         plain, kit = medians["plain"], medians["kit"]

@@ -43,9 +43,13 @@ def stored_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.glob("*/*.safetensors") if len(p.name.split(".")) == 2)
 
 
-def load_component(folder: Path, class_path: tuple[str, str], dtype: torch.dtype) -> Any | None:
+def load_component(
+    folder: Path, class_path: tuple[str, str], dtype: torch.dtype, channels_last: bool = False
+) -> Any | None:
     """The model in `folder` (a diffusers or transformers component) in `dtype`, streamed
-    tensor by tensor; None when it cannot be streamed (no safetensors, or not a model class)."""
+    tensor by tensor; None when it cannot be streamed (no safetensors, or not a model class).
+    `channels_last` lays convolution weights out NHWC as they arrive (converting a loaded
+    model instead would hold two copies of each weight, and glibc keeps the freed ones)."""
     library, class_name = class_path
     cls = getattr(importlib.import_module(library), class_name, None)
     files = weight_files(folder)
@@ -59,14 +63,14 @@ def load_component(folder: Path, class_path: tuple[str, str], dtype: torch.dtype
     expected = set(model.state_dict())
     loaded = set()
     for file in files:
-        loaded |= _stream(model, file, dtype)
+        loaded |= _stream(model, file, dtype, channels_last)
     if expected - loaded:
         return None  # tied or renamed weights: leave those models to from_pretrained
     model.to(dtype)  # buffers (not in the checkpoint) follow the weights' dtype
     return model.eval()
 
 
-def _stream(model: torch.nn.Module, file: Path, dtype: torch.dtype) -> set[str]:
+def _stream(model: torch.nn.Module, file: Path, dtype: torch.dtype, channels_last: bool) -> set[str]:
     with safe_open(file, framework="pt") as handle:
         keys = list(handle.keys())
         sizes = {key: _nbytes(handle, key) for key in keys}
@@ -77,7 +81,10 @@ def _stream(model: torch.nn.Module, file: Path, dtype: torch.dtype) -> set[str]:
             # A fresh mapping per chunk: pages read through a closed mapping leave the RSS.
             with safe_open(file, framework="pt") as handle:
                 for name in chunk:
-                    set_module_tensor_to_device(model, name, "cpu", value=handle.get_tensor(name).to(dtype))
+                    value = handle.get_tensor(name).to(dtype)
+                    if channels_last and value.dim() == 4:
+                        value = value.contiguous(memory_format=torch.channels_last)
+                    set_module_tensor_to_device(model, name, "cpu", value=value, dtype=dtype)
             chunk = []
     return set(keys)
 
@@ -91,7 +98,11 @@ def _nbytes(handle: Any, key: str) -> int:
 
 
 def load_models(
-    folder: Path, dtype: torch.dtype, skip: tuple[str, ...] = (), only: tuple[str, ...] | None = None
+    folder: Path,
+    dtype: torch.dtype,
+    skip: tuple[str, ...] = (),
+    only: tuple[str, ...] | None = None,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
     """The streamable model components of a pipeline folder, by name (others: from_pretrained)."""
     index = json.loads((folder / "model_index.json").read_text())
@@ -99,10 +110,10 @@ def load_models(
     for name, spec in index.items():
         if name.startswith("_") or not isinstance(spec, list) or name in skip or spec[0] is None:
             continue
-        if only is not None and name not in only:
+        if (only is not None and name not in only) or not (folder / name).is_dir():
             continue
-        if (folder / name).is_dir() and (model := load_component(folder / name, tuple(spec), dtype)) is not None:
-            components[name] = model
+        if (component := load_component(folder / name, tuple(spec), dtype, channels_last)) is not None:
+            components[name] = component
     return components
 
 

@@ -125,11 +125,11 @@ class LoadedModel:
 # -- sources ------------------------------------------------------------------------------
 
 
-def _from_folder(path: Path, dtype: torch.dtype, low_memory: bool) -> DiffusionPipeline:
+def _from_folder(path: Path, dtype: torch.dtype, low_memory: bool, channels_last: bool) -> DiffusionPipeline:
     """The pipeline in `path`, its models streamed in `dtype` (memory.py), without its text
     encoders in low-memory mode."""
     skip = memory.TEXT_ENCODERS if low_memory else ()
-    models = memory.load_models(path, dtype, skip=skip)
+    models = memory.load_models(path, dtype, skip=skip, channels_last=channels_last)
     absent = {name: None for name in skip if (path / name).is_dir()}
     return AutoPipelineForText2Image.from_pretrained(path, dtype=dtype, local_files_only=True, **models, **absent)
 
@@ -218,20 +218,25 @@ def _folder_of(model: str, config: str | None) -> Path | None:
     return folder
 
 
-def _load_pipeline(model: str, folder: Path | None, dtype: torch.dtype, config: str | None, low_memory: bool):
+def _wants_channels_last(device: torch.device, dtype: torch.dtype) -> bool:
+    # oneDNN's bf16 convolutions are fast only in NHWC; in NCHW bf16 is slower than fp32.
+    return device.type == "cpu" and dtype == torch.bfloat16 and cpu_has_native_bf16()
+
+
+def _load_pipeline(model: str, folder: Path | None, device: torch.device, dtype: torch.dtype, config: str | None,
+                   low_memory: bool) -> DiffusionPipeline:  # fmt: skip
     # Loading bars would flood notebooks and logs; load time is reported in the Result.
     diffusers_logging.disable_progress_bar()
     transformers_logging.disable_progress_bar()
     if folder is None:
         return _from_single_file(resolve(model)[1], dtype, config)
-    return _from_folder(folder, dtype, low_memory)
+    return _from_folder(folder, dtype, low_memory, _wants_channels_last(device, dtype))
 
 
 def _prepare(pipe: DiffusionPipeline, device: torch.device, dtype: torch.dtype, low_memory: bool) -> DiffusionPipeline:
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # progress goes through our events instead
-    if device.type == "cpu" and dtype == torch.bfloat16 and cpu_has_native_bf16():
-        # oneDNN's bf16 convolutions are fast only in NHWC; in NCHW bf16 is slower than fp32.
+    if _wants_channels_last(device, dtype):  # a no-op for weights streamed in NHWC already
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)
     elif dtype == torch.bfloat16 and device.type == "cpu":
@@ -274,6 +279,8 @@ class ModelCache:
         config: str | None = None,
         low_memory: bool | None = None,
     ) -> LoadedModel:
+        if device is None and dtype is None and low_memory is None and (loaded := self._any(model)) is not None:
+            return loaded  # generate(model=...) uses the model as load() loaded it
         target = pick_device(device)
         folder = _folder_of(model, config)
         if low_memory is None:
@@ -282,11 +289,20 @@ class ModelCache:
         precision = torch.bfloat16 if low_memory and dtype is None else pick_dtype(target, dtype)
 
         def build() -> LoadedModel:
-            pipe = _load_pipeline(model, folder, precision, config, low_memory)
+            pipe = _load_pipeline(model, folder, target, precision, config, low_memory)
             pipe = _prepare(pipe, target, precision, low_memory)
             return LoadedModel(model, pipe, target, precision, low_memory, folder)
 
         return self.fetch((model, str(target), precision, low_memory), target, build)
+
+    def _any(self, model: str) -> LoadedModel | None:
+        """The most recently used loaded copy of `model`, whatever it was loaded with."""
+        with self._lock:
+            for key in reversed(self._models):
+                if key[0] == model:
+                    self._models.move_to_end(key)
+                    return self._models[key]
+        return None
 
     def fetch(self, key: tuple, device: torch.device, build: Callable[[], T]) -> T:
         """The model cached under `key`, or `build()`'s, made room for first."""
@@ -332,6 +348,8 @@ def load(
     "bf16"; default: the policy above) override the defaults; `config` is the diffusers
     folder or hub id whose configs a single `.safetensors` file needs. `low_memory` (default:
     on when RAM is short) keeps the text encoders out of memory between prompts (memory.py).
+    Without options, a model already loaded is returned as it was loaded (so `generate(model=...)`
+    after `load(model, dtype="fp32")` runs in fp32).
     """
     return CACHE.get(model, device=device, dtype=dtype, config=config, low_memory=low_memory)
 

@@ -321,6 +321,12 @@ def _invalid(param: str, message: str) -> InvalidRequestError:
     return InvalidRequestError(f"{param}: {message}", param)
 
 
+def check_fits(request: TextRequest) -> None:
+    """Raise InvalidRequestError now if the conversation cannot be encoded or is too long for the
+    model (the service checks before queueing, so that a stream never starts with an error)."""
+    encode_prompt(load_text(request.model, adapter=request.adapter), request)
+
+
 def stream_chat(request: TextRequest, cancel: CancelToken | None = None) -> ChatStream:
     """Start a validated request: iterate the returned ChatStream for pieces, then read .result."""
     return ChatStream(load_text(request.model, adapter=request.adapter), request, cancel)

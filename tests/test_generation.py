@@ -143,3 +143,10 @@ def test_single_file_without_config_offline_says_what_it_needs(tmp_path):
 def test_folder_without_model_index_is_refused(tmp_path):
     with pytest.raises(diffuse_kit.ModelNotFoundError, match=r"model_index\.json"):
         diffuse_kit.load(str(tmp_path))
+
+
+def test_generate_uses_the_model_as_load_loaded_it(tiny_sd):
+    diffuse_kit.models.CACHE.clear()
+    diffuse_kit.load(tiny_sd, dtype="fp32")
+    result = diffuse_kit.generate("a cat", model=tiny_sd, steps=2, seed=1)
+    assert result.dtype == "float32" and len(diffuse_kit.models.CACHE.loaded()) == 1

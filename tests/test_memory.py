@@ -98,6 +98,6 @@ def memory_figures(output: str) -> dict[str, float]:
     figures = {}
     for line in output.splitlines():
         parts = line.split()
-        if parts and parts[0] in ("plain", "kit") and "RSS" in parts:
+        if parts and parts[0] in ("plain", "kit", "kit-low") and "RSS" in parts:
             figures[parts[0]] = float(parts[parts.index("RSS") + 1])
     return figures

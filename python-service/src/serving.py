@@ -23,7 +23,7 @@ from diffuse_kit import (
 )
 from diffuse_kit.models import known_image_models
 from diffuse_kit.requests import validate
-from diffuse_kit.text import known_text_models
+from diffuse_kit.text import check_fits, known_text_models
 
 log = logging.getLogger("diffuse_kit.service")
 
@@ -74,7 +74,9 @@ class Service:
             raise InvalidRequestError("adapter: this server serves its own adapter; clients cannot pick one", "adapter")
         if fields["model"] == self.text_model and self.text_adapter:
             fields["adapter"] = self.text_adapter
-        return validate(TextRequest, fields)
+        request = validate(TextRequest, fields)
+        check_fits(request)
+        return request
 
     def run(self, request: ImageRequest) -> Result | None:
         """Queue `request`, wait for its end: its Result (None or .cancelled when interrupted)."""
