@@ -21,6 +21,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psutil
 import torch
 from diffusers import AutoPipelineForImage2Image, AutoPipelineForText2Image, DiffusionPipeline
 from diffusers.utils import logging as diffusers_logging
@@ -48,6 +49,14 @@ def cpu_has_native_bf16() -> bool:
         return False  # macOS/Windows: no cheap way to tell, so take the safe fp32 path
     flags = set(re.findall(r"\b\w+\b", " ".join(re.findall(r"^(?:flags|Features)\s*:(.*)$", cpuinfo, re.M))))
     return bool(flags & {"avx512_bf16", "amx_bf16"}) or (platform.machine() == "aarch64" and "bf16" in flags)
+
+
+def use_physical_cores() -> None:
+    """One compute thread per physical core (hyperthreads slow GEMMs down), unless the user
+    chose a number through OMP_NUM_THREADS."""
+    cores = psutil.cpu_count(logical=False)
+    if "OMP_NUM_THREADS" not in os.environ and cores:
+        torch.set_num_threads(cores)
 
 
 def pick_device(device: str | None = None) -> torch.device:
@@ -236,6 +245,10 @@ def _load_pipeline(model: str, folder: Path | None, device: torch.device, dtype:
 def _prepare(pipe: DiffusionPipeline, device: torch.device, dtype: torch.dtype, low_memory: bool) -> DiffusionPipeline:
     pipe.to(device)
     pipe.set_progress_bar_config(disable=True)  # progress goes through our events instead
+    if device.type == "cpu":
+        use_physical_cores()
+        # One GEMM for q, k and v instead of three: 7% off an SD 1.5 UNet call at 256x256 here.
+        pipe.unet.fuse_qkv_projections()
     if _wants_channels_last(device, dtype):  # a no-op for weights streamed in NHWC already
         pipe.unet.to(memory_format=torch.channels_last)
         pipe.vae.to(memory_format=torch.channels_last)

@@ -31,7 +31,16 @@ from transformers.utils import logging as transformers_logging
 
 from diffuse_kit.errors import InvalidRequestError, ModelNotFoundError
 from diffuse_kit.generation import CancelToken
-from diffuse_kit.models import DEMO_DIR, HUB_ID, ModelCache, cached_hub_models, hub_error, pick_device, pick_dtype
+from diffuse_kit.models import (
+    DEMO_DIR,
+    HUB_ID,
+    ModelCache,
+    cached_hub_models,
+    hub_error,
+    pick_device,
+    pick_dtype,
+    use_physical_cores,
+)
 from diffuse_kit.requests import MAX_SEED, TextRequest, validate
 
 EMBEDDED_TEXT_MODELS = {"demo-text": DEMO_DIR / "text"}
@@ -104,6 +113,8 @@ def _load(model: str, adapter: str | None, device: torch.device, dtype: torch.dt
     if adapter is not None:
         network = _with_adapter(network, adapter)
     network.to(device).eval()
+    if device.type == "cpu":
+        use_physical_cores()
     return LoadedTextModel(model, network, tokenizer, device, dtype, adapter)
 
 

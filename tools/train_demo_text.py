@@ -42,17 +42,17 @@ Message = dict[str, str]
 
 
 def hint(scene: world.Scene, rng: np.random.Generator) -> str:
-    """Some words of the scene, as a user would seed a suggestion with them."""
+    """Some words of the scene, as a user would seed a suggestion with them. A colour word
+    names the shape's colour unless "on" puts it in the background: mixed with forms where a
+    lone colour meant the background, the tiny model never learned to use hints at all."""
     size = f"{scene.size} " if scene.size else ""
     options = (
-        scene.colour,
-        scene.shape,
         f"{scene.colour} {scene.shape}",
-        f"a {scene.shape}",
-        f"{size}{scene.shape}",
-        f"a {scene.background} background",
-        f"{scene.colour} on {scene.background}",
+        f"a {scene.colour} {scene.shape}",
+        f"{size}{scene.colour} {scene.shape}",
+        f"{scene.colour} {scene.shape} on {scene.background}",
         f"{size}{scene.colour} {scene.shape} on {scene.background}",
+        scene.shape,
     )
     return str(rng.choice(options))
 
