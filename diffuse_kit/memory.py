@@ -13,7 +13,9 @@ from its bf16 storage (diffusers' layerwise casting).
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import gc
 import importlib
 import json
@@ -27,7 +29,7 @@ from accelerate.utils import set_module_tensor_to_device
 from diffusers.hooks import apply_layerwise_casting
 from safetensors import safe_open
 
-CHUNK_BYTES = 256 * 1024**2  # weights mapped at once while streaming: bounds the page cache held
+CHUNK_BYTES = 64 * 1024**2  # weights mapped at once while streaming: bounds the page cache held
 TEXT_ENCODERS = ("text_encoder", "text_encoder_2")
 # Low-memory mode turns itself on when the model's bf16 weights would take more than this
 # share of the RAM available now (activations, the OS and the notebook need the rest).
@@ -180,6 +182,11 @@ def tile_vae(vae: Any, tile: int = 256) -> None:
 
 
 def free() -> None:
+    """Collect garbage and hand freed memory back to the OS now: glibc keeps large freed
+    blocks for reuse, so the next load (the text encoders of the next prompt) would stack
+    on top of the last one's in the RSS."""
     gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

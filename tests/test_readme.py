@@ -39,7 +39,7 @@ def test_every_command_is_known(readme):
     # make demo/test run in CI; jupyter lab in test_notebook_browser; the service in test_service_live.
     assert programs == {
         ("make", "demo"), ("make", "test"), ("python", "-m", "diffuse_kit"), ("python", "tools/train_demo.py"),
-        ("python", "tools/train_demo_text.py"),
+        ("python", "tools/train_demo_text.py"), ("python", "benchmarks/bench_overheads.py"),
         ("venv/bin/jupyter", "lab", "notebooks/"), ("python3", "python-service/src/service.py", "--host"),
     }  # fmt: skip
 
@@ -89,3 +89,11 @@ def test_text_training_script_runs_end_to_end(repo_root, tmp_path):
     "".join(stream)
     assert stream.result.completion_tokens >= 1
     assert diffuse_kit.load_text(str(out)).tokenizer.chat_template == diffuse_kit.text.CHAT_TEMPLATE
+
+
+def test_overheads_benchmark_runs(repo_root):
+    """`python benchmarks/bench_overheads.py` with one round: each overhead is reported."""
+    argv = [sys.executable, "benchmarks/bench_overheads.py", "--rounds", "1"]
+    done = subprocess.run(argv, cwd=repo_root, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "previews:" in done.stdout and "service:" in done.stdout and "not reloaded: True" in done.stdout
