@@ -401,7 +401,7 @@ class ChatPanel(w.VBox):
 
     def clear(self) -> None:
         self.history, self.last = [], None
-        self.output.clear_output()
+        self.output.outputs = ()  # clear_output() needs a kernel; this works from threads and tests too
         self.to_image_button.disabled = True
 
     def to_image(self) -> None:

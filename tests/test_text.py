@@ -176,11 +176,11 @@ def test_suggestions_use_the_words_they_are_seeded_with():
 
 
 def test_text_to_prompt_to_image():
-    prompt = diffuse_kit.suggest_prompt("a yellow background", seed=4)
+    prompt = diffuse_kit.suggest_prompt("white circle on blue", seed=4)
     scene = world.parse_prompt(prompt)
-    assert scene is not None and scene.background == "yellow"
+    assert scene is not None and scene.background == "blue"
     image = diffuse_kit.generate(prompt, seed=4).images[0]
-    assert world.measure(image).background == "yellow"
+    assert world.measure(image).background == "blue"
 
 
 def test_the_cli_streams_a_reply(capsys):

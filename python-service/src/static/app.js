@@ -14,8 +14,10 @@ function headers() {
   return key ? { "Content-Type": "application/json", Authorization: `Bearer ${key}` } : { "Content-Type": "application/json" };
 }
 
-async function getJSON(path, body = null) {  // a POST when there is a body
-  const init = body === null ? { headers: headers() } : { method: "POST", headers: headers(), body: JSON.stringify(body) };
+async function getJSON(path, request = null) {  // a POST when there is a request body
+  const init = request === null
+    ? { headers: headers() }
+    : { method: "POST", headers: headers(), body: JSON.stringify(request) };
   const response = await fetch(path, init);
   const body = await response.json();
   if (!response.ok) throw new Error(body.error ? body.error.message : response.statusText);
