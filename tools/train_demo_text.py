@@ -1,12 +1,14 @@
-"""Train the embedded demo text model (`demo-text`) from scratch, offline and deterministically.
+"""Train the embedded demo text model (`demo-text`) from scratch, offline, seeded.
 
-    python tools/train_demo_text.py [--out diffuse_kit/demo/text] [--steps 3000]
+    python tools/train_demo_text.py [--out diffuse_kit/demo/text] [--steps 4000]
 
 A byte-level BPE tokenizer (so any input text encodes; no unknown tokens) trained on
 conversations about the demo world, with a chat template; then a tiny GPT-2 (4 layers,
 128 wide, ~1M parameters) trained on those conversations with the loss on the assistant's
 replies only. Asked for an image prompt (see `diffuse_kit.text.suggest_messages`), it answers
-with one that the demo image model can draw. A few minutes on a 2-core Zen 4.
+with one that the demo image model can draw, using the words it was asked about. About 18
+minutes on a 2-core Zen 4 (0.26 s/step). The loss sits near 0.55 (replies that ignore the
+request) for ~1000 steps, then falls to ~0.35 as the model learns to use the request's words.
 """
 
 from __future__ import annotations
@@ -134,8 +136,7 @@ def main() -> None:
         n_embd=128,
         n_layer=4,
         n_head=4,
-        # No dropout: with it the model settled on the unconditional distribution and never
-        # learned to use the words of the request (measured: replies ignored their hints).
+        # No dropout: every batch is freshly generated, so there is nothing to overfit.
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,

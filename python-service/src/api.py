@@ -84,6 +84,11 @@ def ndjson(lines: Iterator[dict[str, Any]], job: Job) -> Response:
     return streamed((json.dumps(line) + "\n" for line in lines), job, "application/x-ndjson")
 
 
+def respond(job: Job, stream: bool) -> Response | tuple[dict[str, Any], int]:
+    """The job's lines as NDJSON while it runs, or its last line as one JSON answer."""
+    return ndjson(job_events(job), job) if stream else answer(job)
+
+
 def answer(job: Job) -> tuple[dict[str, Any], int]:
     """A finished job's last line as one JSON answer (its error's status when it failed)."""
     job.wait()
@@ -97,20 +102,14 @@ def answer(job: Job) -> tuple[dict[str, Any], int]:
 @bp.post("/images")
 def images():
     body = validate(NativeImageBody, json_body())
-    job = current().jobs.submit(image_request(body))
-    if body.stream:
-        return ndjson(job_events(job), job)
-    return answer(job)
+    return respond(current().jobs.submit(image_request(body)), body.stream)
 
 
 @bp.post("/text")
 def text():
     body = validate(NativeTextBody, json_body())
     service = current()
-    job = service.jobs.submit(service.text_request(**body.request_fields()))
-    if body.stream:
-        return ndjson(job_events(job), job)
-    return answer(job)
+    return respond(service.jobs.submit(service.text_request(**body.request_fields())), body.stream)
 
 
 @bp.post("/suggest")
