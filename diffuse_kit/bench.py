@@ -72,7 +72,9 @@ def _tokenizer(folder: Path):
 
 def _save(folder: Path, pipeline_class: Any, components: dict[str, Callable[[], Any]]) -> None:
     """Build one component at a time, save it, free it: SDXL's fp32 weights never all sit in RAM."""
-    index: dict[str, Any] = {"_class_name": pipeline_class.__name__, "_diffusers_version": "0.42.1"}
+    import diffusers
+
+    index: dict[str, Any] = {"_class_name": pipeline_class.__name__, "_diffusers_version": diffusers.__version__}
     for name, make in components.items():
         torch.manual_seed(0)
         component = make()

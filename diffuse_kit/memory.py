@@ -41,10 +41,6 @@ def weight_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.safetensors") if len(p.name.split(".")) == 2)
 
 
-def stored_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.glob("*/*.safetensors") if len(p.name.split(".")) == 2)
-
-
 def load_component(
     folder: Path, class_path: tuple[str, str], dtype: torch.dtype, channels_last: bool = False
 ) -> Any | None:
@@ -91,12 +87,16 @@ def _stream(model: torch.nn.Module, file: Path, dtype: torch.dtype, channels_las
     return set(keys)
 
 
-def _nbytes(handle: Any, key: str) -> int:
-    tensor_slice = handle.get_slice(key)
+def _numel(handle: Any, key: str) -> int:
     count = 1
-    for dim in tensor_slice.get_shape():
+    for dim in handle.get_slice(key).get_shape():
         count *= dim
-    return count * {"F32": 4, "F16": 2, "BF16": 2, "F64": 8}.get(tensor_slice.get_dtype(), 4)
+    return count
+
+
+def _nbytes(handle: Any, key: str) -> int:
+    itemsize = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8}.get(handle.get_slice(key).get_dtype(), 4)
+    return _numel(handle, key) * itemsize
 
 
 def load_models(
@@ -146,20 +146,15 @@ def encode_prompt(pipe: Any, folder: Path, dtype: torch.dtype, prompt: str, nega
 
 
 def wants_low_memory(folder: Path) -> bool:
-    """True when the model's weights in bf16 would take over AUTO_LOW_MEMORY_SHARE of free RAM."""
-    index = json.loads((folder / "model_index.json").read_text())
-    dtype_bytes = 4 if _stored_dtype(folder) == torch.float32 else 2
-    bf16_bytes = stored_bytes(folder) * 2 // dtype_bytes
-    return "text_encoder" in index and bf16_bytes > AUTO_LOW_MEMORY_SHARE * psutil.virtual_memory().available
-
-
-def _stored_dtype(folder: Path) -> torch.dtype:
-    files = weight_files(folder / "unet") if (folder / "unet").is_dir() else []
-    if not files:
-        return torch.float32
-    with safe_open(files[0], framework="pt") as handle:
-        first = next(iter(handle.keys()))
-        return torch.float16 if handle.get_slice(first).get_dtype() in ("F16", "BF16") else torch.float32
+    """True when the model's weights in bf16 would take over AUTO_LOW_MEMORY_SHARE of free RAM
+    (counted from the safetensors headers; nothing is loaded)."""
+    weights = 0
+    for component in folder.iterdir():
+        for file in weight_files(component) if component.is_dir() else []:
+            with safe_open(file, framework="pt") as handle:
+                weights += sum(_numel(handle, key) for key in handle.keys())  # noqa: SIM118 (safe_open is no dict)
+    has_text_encoder = (folder / "text_encoder").is_dir()
+    return has_text_encoder and 2 * weights > AUTO_LOW_MEMORY_SHARE * psutil.virtual_memory().available
 
 
 def cast_layerwise(model: torch.nn.Module) -> None:
